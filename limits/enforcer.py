@@ -1,0 +1,157 @@
+"""Admission and settlement of calls over the ports (SPEC §2): the only async domain module.
+
+Flow of one call
+1. ``admit``: resolve the user's limit (cached directory), compute the current period, then ask
+   the counter store, in one round trip, for ``spent`` (mode ``check``) or for an atomic
+   reserve-and-check (mode ``reserve``). The result is a :class:`Admission` whose ``decision`` is
+   ``Allowed`` or ``Denied`` (a value, not an exception).
+2. The proxy forwards allowed calls. When it knows the usage it calls ``settle``, which hands the
+   charge to the sink (counters, then ledger) off the request path and returns at once.
+3. When a call ends without a charge (upstream error without usage, refusal), ``release`` drops
+   its reservation. Reservations also expire on their own (``reservation_ttl_s``), so a dead
+   process cannot hold budget forever.
+
+Store failures: a ``StoreError`` while checking follows ``on_store_error``: ``allow`` admits the
+call (fail-open, flagged on the admission so the proxy can log and count it); ``deny`` re-raises
+and the proxy answers 503. This is the one place that setting is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+
+from limits.decisions import Allowed, Decision, decide
+from limits.errors import StoreError
+from limits.periods import Period, bounds
+from limits.ports import Charge, ChargeSink, Clock, CounterStore, Directory, LedgerEntry, Principal
+from limits.scopes import LimitConfig, Resolution, resolve
+from limits.status import SpendStatus, spend_status
+
+__all__ = ["Admission", "Enforcer", "Mode", "OnStoreError"]
+
+
+class Mode(enum.StrEnum):
+    CHECK = "check"
+    RESERVE = "reserve"
+
+
+class OnStoreError(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    principal: Principal
+    decision: Decision
+    reservation_id: str | None = None
+    store_error: bool = False
+
+    @property
+    def period(self) -> Period:
+        return self.decision.period
+
+
+class Enforcer:
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        counters: CounterStore,
+        sink: ChargeSink,
+        clock: Clock,
+        mode: Mode = Mode.CHECK,
+        on_store_error: OnStoreError = OnStoreError.ALLOW,
+        reservation_ttl_s: float = 600.0,
+    ) -> None:
+        self._directory = directory
+        self._counters = counters
+        self._sink = sink
+        self._clock = clock
+        self.mode = mode
+        self._on_store_error = on_store_error
+        self._reservation_ttl_s = reservation_ttl_s
+
+    async def resolution(self, principal: Principal) -> tuple[LimitConfig, Resolution]:
+        """The user's limit config and resolved limit. Raises ``StoreError``."""
+        config = await self._directory.limit_config()
+        if not config.enabled:
+            return config, resolve(config, None, {})
+        limits = await self._directory.user_limits(principal.user_id)
+        return config, resolve(config, limits.user_limit_micros, limits.group_limits_micros)
+
+    async def status(self, principal: Principal) -> SpendStatus:
+        """Current spend status (for ``/v1/usage``). Raises ``StoreError``."""
+        config, resolution = await self.resolution(principal)
+        period = bounds(config.period, self._clock.now())
+        spent, _reserved = await self._counters.read(principal.user_id, period)
+        return spend_status(principal.user_name, config, resolution, period, spent)
+
+    async def admit(self, principal: Principal, estimate_micros: int = 0) -> Admission:
+        """Decide whether a call may go upstream (see the module docstring).
+
+        ``estimate_micros`` is the call's upper-bound cost, used in mode ``reserve`` only.
+        Raises ``StoreError`` only when ``on_store_error`` is ``deny``.
+        """
+        try:
+            config, resolution = await self.resolution(principal)
+        except StoreError:
+            if self._on_store_error is OnStoreError.DENY:
+                raise
+            config, resolution = LimitConfig(), resolve(LimitConfig(), None, {})
+            period = bounds(config.period, self._clock.now())
+            return Admission(principal, Allowed(resolution, period, 0), store_error=True)
+        period = bounds(config.period, self._clock.now())
+        try:
+            return await self._check(principal, resolution, period, estimate_micros)
+        except StoreError:
+            if self._on_store_error is OnStoreError.DENY:
+                raise
+            return Admission(principal, Allowed(resolution, period, 0), store_error=True)
+
+    async def _check(
+        self, principal: Principal, resolution: Resolution, period: Period, estimate_micros: int
+    ) -> Admission:
+        user_id = principal.user_id
+        if self.mode is Mode.CHECK or resolution.limit_micros is None:
+            spent, reserved = await self._counters.read(user_id, period)
+            return Admission(principal, decide(resolution, period, spent))
+        reservation_id = secrets.token_hex(8)
+        admitted, spent, reserved = await self._counters.reserve(
+            user_id,
+            period,
+            reservation_id,
+            estimate_micros,
+            resolution.limit_micros,
+            self._reservation_ttl_s,
+        )
+        decision = decide(resolution, period, spent, reserved)
+        # The store applied the same rule atomically; trust its verdict if the two disagree.
+        if admitted and not isinstance(decision, Allowed):
+            decision = Allowed(resolution, period, spent, reserved)
+        return Admission(principal, decision, reservation_id if admitted else None)
+
+    def settle(self, admission: Admission, entry: LedgerEntry) -> None:
+        """Charge a finished call: counters and ledger, off the request path. Never raises."""
+        charge = Charge(
+            request_id=entry.request_id,
+            user_id=entry.user_id,
+            cost_micros=entry.cost_micros,
+            charged_at=entry.charged_at,
+            reservation_id=admission.reservation_id,
+            reservation_period=admission.period if admission.reservation_id else None,
+        )
+        self._sink.submit(entry, charge)
+
+    async def release(self, admission: Admission) -> None:
+        """Drop the call's reservation, if any. Store errors are swallowed: it expires anyway."""
+        if admission.reservation_id is None:
+            return
+        try:
+            await self._counters.release(
+                admission.principal.user_id, admission.period, admission.reservation_id
+            )
+        except StoreError:
+            return
