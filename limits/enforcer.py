@@ -22,7 +22,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-from limits.decisions import Allowed, Decision, decide
+from limits.decisions import Allowed, Decision, Denied, decide
 from limits.errors import StoreError
 from limits.periods import Period, bounds
 from limits.ports import Charge, ChargeSink, Clock, CounterStore, Directory, LedgerEntry, Principal
@@ -70,8 +70,10 @@ class Enforcer:
         self._counters = counters
         self._sink = sink
         self._clock = clock
-        self.mode = mode
-        self._on_store_error = on_store_error
+        # Coerced: settings may hand over the plain strings "reserve" / "deny", and the identity
+        # tests below would silently treat those as "check" / "allow" (a fail-open).
+        self.mode = Mode(mode)
+        self._on_store_error = OnStoreError(on_store_error)
         self._reservation_ttl_s = reservation_ttl_s
 
     async def resolution(self, principal: Principal) -> tuple[LimitConfig, Resolution]:
@@ -128,9 +130,12 @@ class Enforcer:
             self._reservation_ttl_s,
         )
         decision = decide(resolution, period, spent, reserved)
-        # The store applied the same rule atomically; trust its verdict if the two disagree.
+        # The store applied the same rule atomically; trust its verdict, either way, if the two
+        # disagree: an Allowed without a reservation would escape the overspend bound.
         if admitted and not isinstance(decision, Allowed):
             decision = Allowed(resolution, period, spent, reserved)
+        elif not admitted and isinstance(decision, Allowed):
+            decision = Denied(resolution, period, resolution.limit_micros, spent, reserved)
         return Admission(principal, decision, reservation_id if admitted else None)
 
     def settle(self, admission: Admission, entry: LedgerEntry) -> None:

@@ -42,10 +42,16 @@ class Period:
 def bounds(kind: PeriodKind, at: datetime) -> Period:
     """The period of ``kind`` that contains ``at``.
 
-    Raises ``ValueError`` when ``at`` is naive (no timezone): a naive time has no UTC meaning.
+    ``at`` may be in any timezone; the answer is in UTC. ``kind`` may also be given as its
+    string value (``"week"``), as read from storage. Raises ``ValueError`` when ``at`` is naive
+    (no timezone, or a tzinfo whose ``utcoffset`` is None: Python's definition of naive), since a
+    naive time has no UTC meaning, and when ``kind`` is not a period kind.
     """
-    if at.tzinfo is None:
+    if at.utcoffset() is None:
         raise ValueError("bounds() needs a timezone-aware datetime")
+    # Coerce, so that a plain "week" is a week: the identity tests below would silently send
+    # any non-member to the month branch.
+    kind = PeriodKind(kind)
     utc = at.astimezone(UTC)
     midnight = datetime(utc.year, utc.month, utc.day, tzinfo=UTC)
     if kind is PeriodKind.DAY:

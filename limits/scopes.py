@@ -35,6 +35,11 @@ class LimitConfig:
     period: PeriodKind = PeriodKind.MONTH
     default_limit_micros: int | None = None
 
+    def __post_init__(self) -> None:
+        # Storage hands back the period as text ("week"): make it the enum member, so that
+        # identity tests on it hold, and reject a name that is no period at construction.
+        object.__setattr__(self, "period", PeriodKind(self.period))
+
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
