@@ -171,6 +171,12 @@ class Connection(asyncio.Protocol):
         else:
             self._fail(WireError(f"connection closed mid-response ({exc!r})"))
 
+    def close(self) -> None:
+        """Close an idle connection politely (FIN, not RST)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:

@@ -109,6 +109,7 @@ class LoadGenerator:
         self.port = parts.port or 80
         self.expect = [name.lower().encode() + b":" for name in args.expect_header]
         self.recording = False
+        self.stopping = False
         self.tally = Tally()
 
     def _problem(self, reply: Reply) -> str | None:
@@ -145,7 +146,7 @@ class LoadGenerator:
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
         conn: Connection | None = None
-        while True:
+        while not self.stopping:
             try:
                 if conn is None or conn.closed:
                     _, conn = await loop.create_connection(Connection, self.host, self.port)
@@ -160,6 +161,8 @@ class LoadGenerator:
                 if self.recording:
                     self.tally.error(type(exc).__name__, str(exc))
                 await asyncio.sleep(0.05)  # do not spin on a refused connection
+        if conn is not None:
+            conn.close()
 
     async def run(self) -> dict[str, Any]:
         workers = [asyncio.create_task(self.worker()) for _ in range(self.args.concurrency)]
@@ -171,6 +174,10 @@ class LoadGenerator:
         self.recording = False
         elapsed = time.perf_counter() - started
         after = _snapshot(self.args.watch)
+        # Let in-flight requests finish (bounded), so the target sees no mass disconnect that
+        # would run its abort path during the next cell.
+        self.stopping = True
+        await asyncio.wait(workers, timeout=min(5.0, self.args.timeout))
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

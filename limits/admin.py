@@ -4,8 +4,10 @@ Rules
 1. Every admin operation lives here once; the CLI and ``proxy/admin.py`` only parse input and
    render the results (``limits.admin_results`` holds the JSON shapes).
 2. Input is validated here, before any write, and a bad value raises ``InvalidValue`` naming the
-   field: names are 1-64 characters of ``[A-Za-z0-9._@-]``; limits are ints >= 0 (bools are
-   not ints here); periods are ``day`` / ``week`` / ``month``.
+   field: names are 1-64 characters of ``[A-Za-z0-9._@-]``; limits are ints from 0 to
+   ``MAX_STORED_INT`` (bools are not ints here); key ids are ints from 1 to ``MAX_STORED_INT``;
+   periods are ``day`` / ``week`` / ``month``. ``MAX_STORED_INT`` is the largest value a
+   BIGINT column holds: a larger one would fail inside the store instead of naming the field.
 3. Missing users, groups, keys and overrides raise ``NotFound``; duplicates ``AlreadyExists``.
    Creating a user in a group that does not exist raises ``NotFound`` and creates nothing: a
    typo must not silently invent a group (create the group first).
@@ -34,12 +36,13 @@ from limits.ports import AccountsStore, Clock, GroupRecord, KeyRecord, UserRecor
 from limits.scopes import LimitConfig, resolve
 from limits.status import SpendStatus, spend_status
 
-__all__ = ["AdminService", "SpentFn", "validate_limit", "validate_name"]
+__all__ = ["MAX_STORED_INT", "AdminService", "SpentFn", "validate_limit", "validate_name"]
 
 SpentFn = Callable[[int, Period], Awaitable[int]]
 
 _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 _LABEL_MAX = 200
+MAX_STORED_INT = 2**63 - 1  # SQL BIGINT (rule 2)
 _CONFIG_FIELDS = ("enabled", "period", "default_limit_micros")
 _WHICH = ("current", "previous")
 _GROUP_BY = ("user", "model", "group")
@@ -53,17 +56,19 @@ def validate_name(value: object, field: str = "name") -> str:
 
 
 def validate_limit(value: object, field: str = "limit_micros") -> int:
-    """Return ``value`` if it is an int >= 0 (micro-dollars), else raise ``InvalidValue``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidValue(field, "must be an integer >= 0 (micro-dollars)")
+    """Return ``value`` if it is an int in [0, ``MAX_STORED_INT``] (micro-dollars), else raise
+    ``InvalidValue``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STORED_INT:
+        raise InvalidValue(field, f"must be an integer from 0 to {MAX_STORED_INT} (micro-dollars)")
     return value
 
 
 def _validate_label(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > _LABEL_MAX:
-        raise InvalidValue("label", f"must be text of at most {_LABEL_MAX} characters")
+    # NUL: PostgreSQL text cannot hold it (the store would fail instead of naming the field).
+    if not isinstance(value, str) or len(value) > _LABEL_MAX or "\x00" in value:
+        raise InvalidValue("label", f"must be text of at most {_LABEL_MAX} characters, no NUL")
     return value
 
 
@@ -157,8 +162,10 @@ class AdminService:
 
     async def revoke_key(self, key_id: int) -> None:
         """Revoke a key (idempotent for a revoked key). Raises ``NotFound``."""
-        if isinstance(key_id, bool) or not isinstance(key_id, int) or key_id < 1:
+        if isinstance(key_id, bool) or not isinstance(key_id, int):
             raise InvalidValue("id", "must be a positive integer key id")
+        if not 1 <= key_id <= MAX_STORED_INT:
+            raise InvalidValue("id", f"must be a key id from 1 to {MAX_STORED_INT}")
         await self._store.revoke_key(key_id, self._clock.now())
 
     # -- limits ----------------------------------------------------------------------------

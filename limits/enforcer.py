@@ -14,19 +14,45 @@ Flow of one call
 Store failures: a ``StoreError`` while checking follows ``on_store_error``: ``allow`` admits the
 call (fail-open, flagged on the admission so the proxy can log and count it); ``deny`` re-raises
 and the proxy answers 503. This is the one place that setting is read.
+
+Reading ``spent`` in mode ``check``
+    With a :class:`~limits.spent_cache.SpentCache` (what the app wires), concurrent reads of one
+    user and period share one store read, and an answer is reused for ``spent_cache_s`` seconds;
+    every charge this process settles is added to it at once (``limits/spent_cache.py``). Without
+    one, every admission reads the store. Mode ``reserve`` always asks the store: its
+    reserve-and-check is atomic per call, whatever the cache holds.
+
+Overspend bounds
+    reserve  At most one call's cost, under any concurrency (each admission reserves an upper
+             bound of its cost and requires ``spent + reserved < limit`` atomically).
+    check    Not bounded by design: every call admitted while ``spent < limit`` goes through, so
+             a user can overshoot by the calls in flight when the limit is reached plus the calls
+             admitted before their charges reach the counters (the recorder's charge step,
+             milliseconds). The read cache adds one term, and only for deployments where one
+             user's calls go through several processes: a process may keep admitting that user
+             for up to ``spent_cache_s`` (plus one store round trip) after *other* processes'
+             charges reached the limit. So the extra overspend is at most, summed over the
+             processes, the cost of the user's calls each admits within ``spent_cache_s``
+             (roughly ``call rate x spent_cache_s x cost per call``). A process never reads less
+             than its own settled spend, so with one process (the embedded mode, or a user whose
+             traffic sticks to one replica) the cache adds nothing. ``spent_cache_s = 0``
+             removes the term (concurrent reads are still coalesced: a joined read is as fresh as
+             one sent when the first of them was).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import secrets
 from dataclasses import dataclass
 
 from limits.decisions import Allowed, Decision, Denied, decide
 from limits.errors import StoreError
-from limits.periods import Period, bounds
+from limits.periods import BoundsCache, Period
 from limits.ports import Charge, ChargeSink, Clock, CounterStore, Directory, LedgerEntry, Principal
 from limits.scopes import LimitConfig, Resolution, resolve
+from limits.spent_cache import SpentCache
 from limits.status import SpendStatus, spend_status
 
 __all__ = ["Admission", "Enforcer", "Mode", "OnStoreError"]
@@ -65,11 +91,20 @@ class Enforcer:
         mode: Mode = Mode.CHECK,
         on_store_error: OnStoreError = OnStoreError.ALLOW,
         reservation_ttl_s: float = 600.0,
+        spent_cache: SpentCache | None = None,
     ) -> None:
+        """``spent_cache`` must read the same ``counters`` and be told by the recorder when
+        charges have landed (``SpentCache.landed``); without it every check reads the store."""
         self._directory = directory
         self._counters = counters
         self._sink = sink
         self._clock = clock
+        self._spent_cache = spent_cache
+        self._periods = BoundsCache()
+        # Reservation ids: unique per process (random prefix) and per call (counter), without a
+        # system call per admission.
+        self._reservation_prefix = secrets.token_hex(8)
+        self._reservation_ids = itertools.count()
         # Coerced: settings may hand over the plain strings "reserve" / "deny", and the identity
         # tests below would silently treat those as "check" / "allow" (a fail-open).
         self.mode = Mode(mode)
@@ -87,8 +122,8 @@ class Enforcer:
     async def status(self, principal: Principal) -> SpendStatus:
         """Current spend status (for ``/v1/usage``). Raises ``StoreError``."""
         config, resolution = await self.resolution(principal)
-        period = bounds(config.period, self._clock.now())
-        spent, _reserved = await self._counters.read(principal.user_id, period)
+        period = self._periods.bounds(config.period, self._clock.now())
+        spent = await self._counters.read_spent(principal.user_id, period)
         return spend_status(principal.user_name, config, resolution, period, spent)
 
     async def admit(self, principal: Principal, estimate_micros: int = 0) -> Admission:
@@ -103,9 +138,9 @@ class Enforcer:
             if self._on_store_error is OnStoreError.DENY:
                 raise
             config, resolution = LimitConfig(), resolve(LimitConfig(), None, {})
-            period = bounds(config.period, self._clock.now())
+            period = self._periods.bounds(config.period, self._clock.now())
             return Admission(principal, Allowed(resolution, period, 0), store_error=True)
-        period = bounds(config.period, self._clock.now())
+        period = self._periods.bounds(config.period, self._clock.now())
         try:
             return await self._check(principal, resolution, period, estimate_micros)
         except StoreError:
@@ -118,9 +153,12 @@ class Enforcer:
     ) -> Admission:
         user_id = principal.user_id
         if self.mode is Mode.CHECK or resolution.limit_micros is None:
-            spent, reserved = await self._counters.read(user_id, period)
+            if self._spent_cache is not None:
+                spent = await self._spent_cache.spent(user_id, period)
+            else:
+                spent = await self._counters.read_spent(user_id, period)
             return Admission(principal, decide(resolution, period, spent))
-        reservation_id = secrets.token_hex(8)
+        reservation_id = f"{self._reservation_prefix}{next(self._reservation_ids):x}"
         admitted, spent, reserved = await self._counters.reserve(
             user_id,
             period,
@@ -148,6 +186,8 @@ class Enforcer:
             reservation_id=admission.reservation_id,
             reservation_period=admission.period if admission.reservation_id else None,
         )
+        if self._spent_cache is not None:
+            self._spent_cache.settled(charge)  # counted at once, before the store has it
         self._sink.submit(entry, charge)
 
     async def release(self, admission: Admission) -> None:

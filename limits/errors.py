@@ -15,6 +15,8 @@ Errors carry hints (the model, the field), never HTTP statuses: the caller picks
 
 from __future__ import annotations
 
+import json
+
 __all__ = [
     "AlreadyExists",
     "ConfigError",
@@ -41,7 +43,7 @@ class UnknownPrice(LimitsError):
 
     def __init__(self, model: str) -> None:
         super().__init__(
-            f"no price is known for model {model!r}; add [prices.{model!r}] with input and "
+            f"no price is known for model {model!r}; add [prices.{json.dumps(model)}] with input and "
             'output USD per million tokens to the config, or set unpriced_models = "allow"'
         )
         self.model = model

@@ -103,6 +103,11 @@ class CounterStore(Protocol):
         """``(spent_micros, reserved_micros)`` for one user and period. One round trip."""
         ...
 
+    async def read_spent(self, user_id: int, period: Period) -> int:
+        """``spent_micros`` alone (mode ``check`` ignores reservations): one round trip, the
+        cheapest the store has."""
+        ...
+
     async def reserve(
         self,
         user_id: int,

@@ -25,9 +25,13 @@ Algorithm
    token of the call is priced at that tier's rates. A tier key that is absent falls back to the
    next lower tier's rate of the same category (cache rates finally to the tier's input rate).
    xAI bills the higher tier from the threshold itself (litellm: inclusive thresholds), which is
-   stored as "above N - 1". Other litellm price dimensions (``tiered_pricing`` range tables,
-   service tiers, off-peak windows, 1-hour cache writes, per-character or per-second prices) are
-   not modelled: see ``docs`` and the differential test ``tests/limits/test_pricing_litellm.py``.
+   stored as "above N - 1".
+6. Not modelled (the entry's flat token prices apply): ``tiered_pricing`` range tables
+   (dashscope), service tiers (``priority`` costs more than we charge, ``flex``/batch less),
+   off-peak windows (litellm discounts them), 1-hour cache writes (cost more than the 5-minute
+   rate we charge), per-request fees (web search), per-character or per-second prices. The
+   differential test ``tests/limits/test_pricing_litellm.py`` checks everything else against
+   litellm's own arithmetic.
 """
 
 from __future__ import annotations

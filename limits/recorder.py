@@ -4,9 +4,11 @@
 supervised tasks then take every row through three steps, in this order:
 
 1. **charge** (the charger, within milliseconds of ``submit``): ``counters.charge(batch)`` adds
-   the cost to the user's day/week/month counters and marks it *pending*. A ``StoreError`` is
-   counted (``counter_failures``) and the row moves on anyway: the refresher rebuilds counters
-   from the ledger (``limits/refresher.py``).
+   the cost to the user's day/week/month counters and marks it *pending*; each pass takes every
+   row waiting (up to ``batch_size``), so a busy process sends one batch per round trip rather
+   than one per row. A ``StoreError`` is counted (``counter_failures``) and the row moves on
+   anyway: the refresher rebuilds counters from the ledger (``limits/refresher.py``). Either
+   way ``on_charged(batch)`` is told (the enforcer's read cache, ``limits/spent_cache.py``).
 2. **insert** (the writer): ``ledger.insert(batch)``, idempotent on ``request_id``. Write passes
    run at most every ``flush_interval_s``, earlier when ``batch_size`` rows wait or a drain asks.
 3. **committed**: ``counters.committed(batch)`` after the insert succeeded: no longer pending.
@@ -75,10 +77,12 @@ class LedgerRecorder:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         restart_delay_s: float = 1.0,
+        on_charged: Callable[[Sequence[Charge]], None] | None = None,
     ) -> None:
         if flush_interval_s <= 0 or batch_size < 1 or queue_max < 1:
             raise ValueError("flush_interval_s, batch_size and queue_max must be positive")
         self._counters, self._ledger, self._clock = counters, ledger, clock
+        self._on_charged = on_charged
         self._spool = AsyncSpool(spool)
         self._flush_interval_s = flush_interval_s
         self._batch_size, self._queue_max = batch_size, queue_max
@@ -168,11 +172,14 @@ class LedgerRecorder:
 
     async def _charge(self, rows: list[_Row]) -> None:
         # Rows stay in _incoming while charging, so a cancelled charge leaves them for stop().
+        charges = [charge for _, charge in rows]
         try:
-            await self._counters.charge([charge for _, charge in rows])
+            await self._counters.charge(charges)
         except StoreError as exc:
             self.counter_failures += 1
             logger.warning("charging %d rows to counters failed: %r", len(rows), exc)
+        if self._on_charged is not None:
+            self._on_charged(charges)
         for _ in rows:
             self._pending.append(self._incoming.popleft())
         self._charged += len(rows)
@@ -266,8 +273,13 @@ class LedgerRecorder:
     async def _spill(self, count: int) -> None:
         """Move the ``count`` oldest waiting rows to the spool (R1, R6)."""
         rows = [entry for entry, _ in itertools.islice(self._pending, count)]
+        was_empty = not len(self._spool)
         await self._spool.append(rows, then=lambda: self._forget(len(rows)))
-        logger.warning("spooled %d ledger rows (%d in the spool)", len(rows), len(self._spool))
+        # Past queue_max every write pass spills a few rows: warn when the spool starts filling,
+        # not once per pass (thousands of lines a minute in an outage, when logs matter most);
+        # the writer's retry warnings report the spool's size meanwhile.
+        log = logger.warning if was_empty else logger.debug
+        log("spooled %d ledger rows (%d in the spool)", len(rows), len(self._spool))
 
     def _spool_rest(self) -> None:
         """At shutdown, after the tasks and spool operations ended: spool what is left (R5)."""

@@ -15,7 +15,9 @@ Rules
    several processes at once), so ``spend-proxy serve`` works on an empty database; running
    ``spend-proxy migrate`` first is still the operator's choice for controlled upgrades.
 3. Start order: stores (migrated) -> one ledger refresh, so counters are rebuilt from the ledger
-   and spend survives a restart -> recorder, refresher, directory cache -> upstream session.
+   and spend survives a restart (a store that fails it is logged, not fatal: the refresher
+   retries, and the spend check follows ``on_store_error``) -> recorder, refresher, directory
+   cache -> upstream session.
    Shutdown runs it backwards, after aiohttp has stopped accepting and waited (bounded by
    ``server.shutdown_timeout_s``) for in-flight calls: the recorder drains within the same
    bound, spooling what the database does not take.
@@ -25,6 +27,7 @@ Rules
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +36,10 @@ from typing import Any
 from aiohttp import web
 
 from limits import PriceTable
+from limits.admin import AdminService
 from limits.directory import CachedDirectory
 from limits.enforcer import Enforcer, Mode, OnStoreError
+from limits.errors import StoreError
 from limits.ports import Clock, CounterStore, Directory, LedgerStore, Spool
 from limits.pricing import Price, price_from_usd_per_mtok
 from limits.recorder import LedgerRecorder
@@ -45,6 +50,7 @@ from limits.store.prices import load_price_table
 from limits.store.redis import RedisCounterStore
 from limits.store.spool import FileSpool
 from limits.store.sql import SqlStore
+from proxy.admin import ADMIN, ADMIN_PREFIX, admin_app, live_spent
 from proxy.auth import auth_middleware
 from proxy.errors import error_middleware
 from proxy.forwarding import Upstreams, create_session
@@ -65,6 +71,8 @@ from proxy.routing import Router
 from proxy.settings import Settings
 
 __all__ = ["RECORDER", "STORES", "Stores", "create_app", "price_overrides"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +114,7 @@ def create_app(
     ``directory`` and ``ledger`` replace the SQL store when both are given. ``prices`` skips
     reading litellm's map (tests share one table). ``worker`` (``serve`` with several workers)
     gives the process its own spool file, ``<spool_path>.<worker>``. Raises ``ConfigError``
-    when the price map cannot be read.
+    when the price map cannot be read, or when ``admin_token`` is empty on a non-loopback host.
     """
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
@@ -116,7 +124,8 @@ def create_app(
     app[ROUTER] = Router(settings.upstreams)
     app[PRICES] = prices or load_price_table(price_overrides(settings))
     app[REQUEST_IDS] = RequestIds()
-    app.add_routes(client_routes())
+    app.add_subapp(ADMIN_PREFIX, admin_app(settings))  # before client routes: no catch-all wins
+    app.add_routes(client_routes(settings.passthrough_paths))
     app.cleanup_ctx.append(_stores_ctx(counters, directory, ledger))
     app.cleanup_ctx.append(_services_ctx(spool, worker))
     app.cleanup_ctx.append(_upstreams_ctx)
@@ -148,6 +157,9 @@ def _stores_ctx(
             directory=directory or sql or _unreachable(),
             ledger=ledger or sql or _unreachable(),
         )
+        if sql is not None:  # the admin API writes through the SQL store; spend = live counters
+            spent = live_spent(app[STORES].counters)
+            app[ADMIN] = AdminService(sql, clock=app[CLOCK], spent=spent)
         yield
         if own_counters is not None:
             await own_counters.close()
@@ -197,7 +209,11 @@ def _services_ctx(spool: Spool | None, worker: int | None) -> CleanupCtx:
             clock=clock,
             interval_s=settings.storage.refresh_interval_s,
         )
-        await refresher.refresh_once()  # counters <- ledger: spend survives a restart
+        try:
+            await refresher.refresh_once()  # counters <- ledger: spend survives a restart
+        except StoreError as exc:  # a store down at start must not stop the proxy starting:
+            # the spend check follows on_store_error, and the refresher's loop retries.
+            log.warning("initial counter refresh failed (%s): retried in the background", exc)
         directory = CachedDirectory(
             stores.directory, clock=clock, poll_interval_s=settings.storage.cache_poll_interval_s
         )

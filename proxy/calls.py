@@ -4,13 +4,17 @@ Steps (docs/design.md "One chat completion"; ``proxy/handlers.py`` runs them in 
 1. :func:`read_body`: at most ``max_body_bytes``: 413 when ``Content-Length`` says more, or when
    the bytes actually read pass it (chunked uploads have no length).
 2. :func:`parse_call`: a JSON object (400 ``invalid_json``) with a non-empty string ``model``
-   (400 ``missing_model``), routed to an upstream (404 ``model_not_found``) and priced (400
-   ``model_not_priced``, unless ``unpriced_models = "allow"``: then it is charged 0, with a
-   warning). The requested name is priced first, then the renamed upstream name.
+   (400 ``missing_model``), routed to an upstream of the endpoint's family (404
+   ``model_not_found``; when only the other family serves the model, the message names the
+   path to call instead: no format translation) and priced (400 ``model_not_priced``, unless
+   ``unpriced_models = "allow"``: then it is charged 0, with a warning; uncharged endpoints
+   skip pricing). The requested name is priced first, then the renamed upstream name.
+   (``proxy/passthrough.py`` parses passthrough calls with the same parts, model optional.)
 3. :func:`admit`: ``Enforcer.admit`` (one counter round trip); ``Denied`` -> 429, a store error
    with ``on_store_error = "deny"`` -> 503.
 4. :func:`settle`: usage -> cost (the model the upstream reports is priced first) ->
-   ``Enforcer.settle``, which queues the charge off the request path.
+   ``Enforcer.settle``, which queues the charge off the request path. The ledger row names the
+   client's model (a passthrough call without one: the model the answer reports).
 
 Rules
 - The body goes upstream byte for byte unless the proxy must change it (a configured rename, or
@@ -25,7 +29,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -35,6 +38,7 @@ from limits import Denied, Price, Usage, cost_micros
 from limits.enforcer import Admission, Mode
 from limits.errors import StoreError
 from limits.ports import LedgerEntry, Principal
+from proxy.endpoints import ENDPOINTS, Endpoint
 from proxy.errors import (
     InvalidJson,
     MissingModel,
@@ -47,42 +51,26 @@ from proxy.errors import (
 )
 from proxy.estimate import reservation_usage
 from proxy.keys import CLOCK, ENFORCER, PRICES, PRINCIPAL, REQUEST_IDS, ROUTER, SETTINGS
-from proxy.routing import Route
-from proxy.usage import USAGE_READERS, UsageReader
+from proxy.routing import Route, Router
 
 __all__ = [
     "ENDPOINTS",
     "Call",
     "Endpoint",
     "admit",
+    "find_price",
+    "new_call",
     "parse_call",
     "read_body",
+    "route_model",
     "settle",
     "spend_headers",
+    "upstream_body",
 ]
 
 log = logging.getLogger(__name__)
 
 _MODEL_NAME_MAX = 200  # the ledger's column width
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A proxied API path: how its usage is read, and whether its streams need
-    ``stream_options.include_usage`` to report usage (OpenAI chat and legacy completions)."""
-
-    path: str
-    reader: UsageReader
-    stream_usage_option: bool = False
-
-
-ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
-    {
-        path: Endpoint(path, USAGE_READERS[path], stream_usage_option=option)
-        for path, option in (("/v1/chat/completions", True), ("/v1/completions", True))
-    }
-    | {path: Endpoint(path, USAGE_READERS[path]) for path in ("/v1/embeddings", "/v1/responses")}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +113,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _find_price(request: web.Request, model: str, route: Route) -> Price | None:
+def find_price(request: web.Request, model: str, route: Route) -> Price | None:
+    """The price of ``model`` (or of its renamed upstream name). Raises 400
+    ``model_not_priced`` unless ``unpriced_models = "allow"`` (then None)."""
     prices = request.app[PRICES]
     price = prices.find(model)
     if price is None and route.upstream_model != model:
@@ -137,7 +127,8 @@ def _find_price(request: web.Request, model: str, route: Route) -> Price | None:
     return price
 
 
-def _upstream_body(endpoint: Endpoint, raw: bytes, body: dict[str, Any], route: Route) -> bytes:
+def upstream_body(endpoint: Endpoint, raw: bytes, body: dict[str, Any], route: Route) -> bytes:
+    """The body to send: ``raw`` itself unless a rename or ``include_usage`` changes it."""
     changed = route.upstream_model != body["model"]
     if changed:
         body = {**body, "model": route.upstream_model}
@@ -153,16 +144,55 @@ def _upstream_body(endpoint: Endpoint, raw: bytes, body: dict[str, Any], route: 
     return orjson.dumps(body) if changed else raw
 
 
+def _other_family(router: Router, endpoint: Endpoint, model: str) -> ModelNotFound:
+    """404 for a model no upstream of the endpoint's family serves; names the path that
+    would reach it when an upstream of the other family does (step 2)."""
+    other = router.route(model) if endpoint.provider is not None else None
+    if other is None:
+        return ModelNotFound(model)
+    if other.settings.provider == "anthropic":
+        where = "POST /v1/messages (the Anthropic Messages API)"
+    else:
+        where = "the OpenAI-format paths (/v1/chat/completions, /v1/responses, ...)"
+    message = (
+        f"The model {model!r} is served by the upstream {other.upstream!r} "
+        f"(provider {other.settings.provider!r}), which {endpoint.path} does not reach: the "
+        f"proxy does not translate between API formats. Call it on {where}."
+    )
+    return ModelNotFound(model, message)
+
+
+def route_model(request: web.Request, endpoint: Endpoint, model: str) -> Route:
+    """The upstream for ``model`` among the endpoint's family. Raises 404 ``model_not_found``."""
+    router = request.app[ROUTER]
+    route = router.route(model, endpoint.provider)
+    if route is None:
+        raise _other_family(router, endpoint, model)
+    return route
+
+
 def parse_call(request: web.Request, endpoint: Endpoint, raw: bytes) -> Call:
     """Step 2 of the module docstring. Raises 400 / 404 ``ProxyError``\\ s."""
     body = _json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise MissingModel()
-    route = request.app[ROUTER].route(model)
-    if route is None:
-        raise ModelNotFound(model)
-    price = _find_price(request, model, route)
+    route = route_model(request, endpoint, model)
+    price = find_price(request, model, route) if endpoint.charged else None
+    sent = upstream_body(endpoint, raw, body, route)
+    return new_call(request, endpoint, model, route, price, body, sent)
+
+
+def new_call(
+    request: web.Request,
+    endpoint: Endpoint,
+    model: str,
+    route: Route,
+    price: Price | None,
+    body: Mapping[str, Any],
+    sent: bytes,
+) -> Call:
+    """A :class:`Call` with a fresh request id and start time; ``sent`` is the upstream body."""
     options = body.get("stream_options")
     return Call(
         endpoint=endpoint,
@@ -171,7 +201,7 @@ def parse_call(request: web.Request, endpoint: Endpoint, raw: bytes) -> Call:
         route=route,
         price=price,
         body=body,
-        upstream_body=_upstream_body(endpoint, raw, body, route),
+        upstream_body=sent,
         stream=body.get("stream") is True,
         client_wants_usage=isinstance(options, dict) and options.get("include_usage") is True,
         request_id=request.app[REQUEST_IDS].new(request.headers.get("x-request-id")),
@@ -227,11 +257,14 @@ def settle(
     price = call.price
     if reported_model:
         price = request.app[PRICES].find(call.model, reported_model) or price
+    model = call.model or reported_model or ""  # a passthrough call may name no model
+    if price is None and not call.model:
+        log.warning("passthrough call to %s: no price for %r, charged 0", call.endpoint.path, model)
     clock = request.app[CLOCK]
     entry = LedgerEntry(
         request_id=call.request_id,
         user_id=call.principal.user_id,
-        model=call.model[:_MODEL_NAME_MAX],
+        model=model[:_MODEL_NAME_MAX],
         upstream=call.route.upstream,
         endpoint=call.endpoint.path,
         usage=usage,

@@ -10,7 +10,12 @@
     ├── RequestTooLarge        413 invalid_request_error / request_too_large
     ├── UpstreamUnreachable    502 upstream_error / upstream_unreachable
     ├── UpstreamTimeout        504 upstream_error / upstream_timeout
-    └── ServiceUnavailable     503 service_unavailable / service_unavailable
+    ├── ServiceUnavailable     503 service_unavailable / service_unavailable
+    ├── AdminApiDisabled       503 service_unavailable / admin_api_disabled     (admin API)
+    ├── InvalidAdminToken      401 invalid_request_error / invalid_admin_token  (admin API)
+    ├── InvalidParameter       400 invalid_request_error / invalid_value, param  (admin API)
+    ├── ResourceNotFound       404 invalid_request_error / not_found            (admin API)
+    └── ResourceExists         409 invalid_request_error / already_exists       (admin API)
 
 Rules
 1. :func:`error_middleware` is the outermost middleware. It renders a ``ProxyError`` and aiohttp's
@@ -38,13 +43,18 @@ from aiohttp.typedefs import Handler
 from limits import Denied, format_usd
 
 __all__ = [
+    "AdminApiDisabled",
+    "InvalidAdminToken",
     "InvalidApiKey",
     "InvalidJson",
+    "InvalidParameter",
     "MissingModel",
     "ModelNotFound",
     "ModelNotPriced",
     "ProxyError",
     "RequestTooLarge",
+    "ResourceExists",
+    "ResourceNotFound",
     "ServiceUnavailable",
     "SpendLimitExceeded",
     "UpstreamTimeout",
@@ -66,6 +76,7 @@ _ANTHROPIC_TYPES: Mapping[int, str] = {
     413: "request_too_large",
     429: "rate_limit_error",
     503: "overloaded_error",
+    504: "timeout_error",
 }
 
 
@@ -136,8 +147,8 @@ class ModelNotPriced(ProxyError):
 
 
 class ModelNotFound(ProxyError):
-    def __init__(self, model: str) -> None:
-        message = f"The model {model!r} is not served by this proxy."
+    def __init__(self, model: str, message: str | None = None) -> None:
+        message = message or f"The model {model!r} is not served by this proxy."
         super().__init__(404, "invalid_request_error", "model_not_found", message, param="model")
 
 
@@ -164,6 +175,40 @@ class ServiceUnavailable(ProxyError):
         self, message: str = "A store the proxy needs is unavailable; retry later."
     ) -> None:
         super().__init__(503, "service_unavailable", "service_unavailable", message)
+
+
+class AdminApiDisabled(ProxyError):
+    def __init__(self) -> None:
+        message = "The admin API is disabled: no admin_token is configured."
+        super().__init__(503, "service_unavailable", "admin_api_disabled", message)
+
+
+class InvalidAdminToken(ProxyError):
+    """Missing or wrong admin token; API keys of users never open the admin API."""
+
+    def __init__(self) -> None:
+        message = "Missing or incorrect admin token: send 'Authorization: Bearer <admin token>'."
+        headers = {"WWW-Authenticate": 'Bearer realm="spend-proxy admin"'}
+        super().__init__(
+            401, "invalid_request_error", "invalid_admin_token", message, headers=headers
+        )
+
+
+class InvalidParameter(ProxyError):
+    """A bad value in an admin request; ``param`` names the field (``limits.InvalidValue``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(400, "invalid_request_error", "invalid_value", message, param=param)
+
+
+class ResourceNotFound(ProxyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "invalid_request_error", "not_found", message)
+
+
+class ResourceExists(ProxyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "invalid_request_error", "already_exists", message)
 
 
 def rfc3339(at: datetime) -> str:

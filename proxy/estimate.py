@@ -16,11 +16,20 @@ Rules
   parsed when a count is asked for (i.e. only when the stream had no usage), or once they pass
   ``_METER_PENDING_MAX`` bytes (then counted and dropped, so memory stays bounded), so a normal
   stream pays no parsing for it.
+- Which strings of a stream event are generated text depends on the API (an
+  :data:`EventChars` per endpoint): OpenAI chat and Anthropic events hold only the new text
+  beside metadata (:func:`event_chars`); the Responses API repeats the text in ``*.done``
+  events and echoes the request in ``response.created``, so only ``*.delta`` events count there
+  (:func:`responses_event_chars`).
+- A stream that reported partial usage (Anthropic ``message_start``: exact input and cache
+  counts) and then broke keeps those counts; only its output is estimated
+  (:func:`fallback_usage` with ``seen``), never below the output count already reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -29,7 +38,15 @@ from limits import Usage
 from limits.money import ceil_div
 from proxy.sse import SSEParser
 
-__all__ = ["TextMeter", "fallback_usage", "request_text_chars", "reservation_usage"]
+__all__ = [
+    "EventChars",
+    "TextMeter",
+    "event_chars",
+    "fallback_usage",
+    "request_text_chars",
+    "reservation_usage",
+    "responses_event_chars",
+]
 
 CHARS_PER_TOKEN = 4
 _PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
@@ -37,7 +54,7 @@ _OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # Keys of stream events that are metadata, not generated text.
 _METADATA_KEYS = frozenset(
     {"id", "object", "created", "model", "system_fingerprint", "service_tier", "type", "role"}
-    | {"finish_reason", "index", "logprobs", "usage", "status", "stop_reason"}
+    | {"finish_reason", "index", "logprobs", "usage", "status", "stop_reason", "signature"}
 )
 _METER_PENDING_MAX = 64 * 1024
 
@@ -61,9 +78,34 @@ def _tokens(chars: int) -> int:
     return ceil_div(chars, CHARS_PER_TOKEN)
 
 
-def fallback_usage(request_chars: int, relayed_chars: int) -> Usage:
-    """The usage charged for a stream that ended without a usage block (module point 2)."""
-    return Usage(input_tokens=_tokens(request_chars), output_tokens=_tokens(relayed_chars))
+def fallback_usage(request_chars: int, relayed_chars: int, seen: Usage | None = None) -> Usage:
+    """The usage charged for a stream that ended without (complete) usage (module point 2):
+    estimated from the text, or, when the stream reported partial usage (``seen``), that usage
+    with its output raised to the estimate from the relayed text."""
+    output_tokens = _tokens(relayed_chars)
+    if seen is None:
+        return Usage(input_tokens=_tokens(request_chars), output_tokens=output_tokens)
+    return replace(seen, output_tokens=max(seen.output_tokens, output_tokens))
+
+
+# Characters of generated text in one parsed stream event (module rules).
+EventChars = Callable[[Any], int]
+
+
+def event_chars(payload: Any) -> int:
+    """Generated text in an OpenAI chat/completions or Anthropic stream event: every string
+    except metadata (ids, model, roles, types, reasons, signatures) and data URLs."""
+    return _text_chars(payload, _METADATA_KEYS)
+
+
+def responses_event_chars(payload: Any) -> int:
+    """Generated text in a Responses API stream event: the ``delta`` of ``*.delta`` events."""
+    if not isinstance(payload, Mapping):
+        return 0
+    kind, delta = payload.get("type"), payload.get("delta")
+    if isinstance(kind, str) and kind.endswith(".delta") and isinstance(delta, str):
+        return len(delta)
+    return 0
 
 
 def reservation_usage(
@@ -88,9 +130,10 @@ def reservation_usage(
 class TextMeter:
     """Counts the generated text in relayed stream bytes, parsing them only when needed."""
 
-    __slots__ = ("_chars", "_pending", "_pending_bytes")
+    __slots__ = ("_chars", "_count", "_pending", "_pending_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, count: EventChars = event_chars) -> None:
+        self._count = count
         self._chars = 0
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -119,6 +162,6 @@ class TextMeter:
                 payload = orjson.loads(event.data or b"")
             except orjson.JSONDecodeError:
                 continue  # "[DONE]", comments and other non-JSON payloads carry no text
-            self._chars += _text_chars(payload, _METADATA_KEYS)
+            self._chars += self._count(payload)
         self._pending.clear()
         self._pending_bytes = 0

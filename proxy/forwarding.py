@@ -6,13 +6,17 @@ Rules (SPEC §4 "What the client sends reaches the upstream unchanged except ...
 2. URL: an OpenAI-style ``base_url`` includes the API version (``https://api.openai.com/v1``), as
    the OpenAI SDK's does, so ``/v1/chat/completions`` goes to ``base_url + /chat/completions``.
    An Anthropic-style ``base_url`` is the origin, so the client's whole path is appended. The
-   query string is kept byte for byte.
+   path sent is the endpoint's own (as configured, never the client's spelling of it: no
+   ``..``, no percent-encoding games, and the client's ``Host`` and absolute-form targets play
+   no part), so the proxy only ever reaches ``base_url`` + a known path. The query string is
+   kept byte for byte (Claude Code's ``/v1/messages?beta=true``).
 3. Toward the upstream: the client's credentials (``authorization``, ``x-api-key``), hop-by-hop
    headers (RFC 9110 §7.6.1, plus any named in ``Connection``), ``host``, ``content-length`` and
    ``accept-encoding`` are removed; the upstream's key is set (``Authorization: Bearer`` for
    provider ``openai``, ``x-api-key`` for ``anthropic``). Every other header passes untouched.
    ``accept-encoding`` is the session's own: the proxy must read usage out of the body, so it
-   negotiates the encodings it can decode itself and answers the client uncompressed.
+   negotiates the encodings it can decode itself and answers the client uncompressed. A body
+   sent without ``Content-Type`` gets ``application/json`` (the proxy parsed it as JSON).
 4. Toward the client: hop-by-hop headers, ``content-length`` and ``content-encoding`` (the body
    was decoded) are removed; everything else, status and body included, passes unchanged.
 5. A connection failure maps to 502 ``upstream_error``, a timeout to 504. Upstream HTTP errors
@@ -133,10 +137,12 @@ class Upstreams:
         text = base + path if not query_string else f"{base}{path}?{query_string}"
         return URL(text, encoded=True)
 
-    async def send(self, route: Route, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
-        """Send the call; the caller must ``release()`` the response. Raises 502/504 errors."""
-        raw = request.rel_url  # the path and query as the client encoded them
-        url = self.url(route, raw.raw_path, raw.raw_query_string)
+    async def send(
+        self, route: Route, request: web.Request, path: str, body: bytes
+    ) -> aiohttp.ClientResponse:
+        """Send the call to ``path`` (the endpoint's, rule 2) with the client's query string;
+        the caller must ``release()`` the response. Raises 502/504 errors."""
+        url = self.url(route, path, request.rel_url.raw_query_string)
         headers = upstream_headers(request.headers, route.settings)
         try:
             return await self._session.request(

@@ -1,24 +1,28 @@
-"""Client-facing route handlers: the proxied LLM calls, ``/v1/usage``, ``/v1/models``, probes.
+"""Client-facing route handlers: the proxied LLM calls, ``/v1/usage``, probes (``/v1/models``
+is ``proxy/models.py``).
 
 A proxied call runs the steps of ``proxy/calls.py`` (read, parse, admit), forwards the call
-(``proxy/forwarding.py``), relays the answer, and settles it.
+(``proxy/forwarding.py``), relays the answer, and settles it. The same pipeline serves every
+path of ``proxy/endpoints.py`` and the configured ``passthrough_paths``
+(``proxy/passthrough.py``, which only parses differently).
 
 Rules
 1. Nothing is charged unless the upstream reported usage; an upstream error answer (any status)
    without usage is relayed unchanged and its admission released, never charged.
-2. A stream (an upstream ``text/event-stream`` answer) is relayed by ``proxy/streaming.py``;
+2. A stream (an upstream 2xx ``text/event-stream`` answer) is relayed by ``proxy/streaming.py``;
    it is settled in a ``finally`` so that a disconnect, an upstream cut or a cancellation still
-   charges: the usage block if one went by, else an estimate marked ``estimated``.
+   charges: the complete usage if it went by; else an estimate marked ``estimated`` (from the
+   request and the relayed text, keeping any partial usage the stream reported). An
+   uncharged endpoint (``count_tokens``) only releases its admission.
 3. Every proxied answer carries the ``x-spend-*`` headers (``calls.spend_headers``).
-4. ``GET /v1/models`` lists the exact model names of the upstreams' ``models`` lists; glob
-   patterns cannot be listed, so a proxy routing ``gpt-*`` shows none of those.
-5. ``GET /readyz`` pings every store (2 s each, concurrently): 200, or 503 naming the failed ones.
+4. ``GET /readyz`` pings every store (2 s each, concurrently): 200, or 503 naming the failed ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -43,7 +47,9 @@ from proxy.calls import (
 from proxy.errors import ServiceUnavailable
 from proxy.estimate import fallback_usage, request_text_chars
 from proxy.forwarding import Upstreams, client_headers
-from proxy.keys import ENFORCER, PRINCIPAL, PROBES, ROUTER, SETTINGS, UPSTREAMS, Probe
+from proxy.keys import ENFORCER, PRINCIPAL, PROBES, SETTINGS, UPSTREAMS, Probe
+from proxy.models import model_routes
+from proxy.passthrough import Parse, parse_passthrough, passthrough_endpoints
 from proxy.streaming import StreamEnd, UsageTap, relay_stream
 
 __all__ = ["client_routes"]
@@ -57,19 +63,21 @@ def _json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
 
-def _call_handler(endpoint: Endpoint) -> Handler:
+def _call_handler(endpoint: Endpoint, parse: Parse = parse_call) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = await read_body(request, request.app[SETTINGS].max_body_bytes)
-        call = parse_call(request, endpoint, raw)
+        call = parse(request, endpoint, raw)
         admission = await admit(request, call)
         try:
-            upstream = await request.app[UPSTREAMS].send(call.route, request, call.upstream_body)
+            upstream = await request.app[UPSTREAMS].send(
+                call.route, request, endpoint.path, call.upstream_body
+            )
         except BaseException:
             await request.app[ENFORCER].release(admission)
             raise
         headers = client_headers(upstream.headers)
         headers.update(spend_headers(admission, call))
-        if upstream.content_type == "text/event-stream":
+        if upstream.content_type == "text/event-stream" and upstream.status < 300:
             return await _relay(request, call, admission, upstream, headers)
         return await _respond(request, call, admission, upstream, headers)
 
@@ -121,21 +129,32 @@ async def _relay(
     headers: CIMultiDict[str],
 ) -> web.StreamResponse:
     """Relay a stream (rule 2) and settle it, whatever happens."""
-    strip = call.endpoint.stream_usage_option and call.stream and not call.client_wants_usage
-    tap = UsageTap(call.endpoint.reader, strip_usage_chunk=strip)
+    endpoint = call.endpoint
+    strip = endpoint.stream_usage_option and call.stream and not call.client_wants_usage
+    tap = UsageTap(endpoint.stream_reader, strip_usage_chunk=strip, text=endpoint.event_chars)
     end = StreamEnd.CLIENT_GONE
     try:
         response, end = await relay_stream(request, upstream, headers, tap)
     finally:
-        if tap.usage is not None:
-            settle(request, call, admission, tap.usage, tap.reported_model)
-        else:
-            usage = fallback_usage(request_text_chars(call.body), tap.meter.chars())
-            settle(request, call, admission, usage, None, estimated=True)
-            log.info(
-                "stream %s ended without usage (%s): estimate charged", call.request_id, end.value
-            )
+        await _settle_stream(request, call, admission, tap, end)
     return response
+
+
+async def _settle_stream(
+    request: web.Request, call: Call, admission: Admission, tap: UsageTap, end: StreamEnd
+) -> None:
+    """Charge what a finished or broken stream used (rule 2). Never raises."""
+    reading = tap.reading
+    if reading is not None and reading.final:
+        settle(request, call, admission, reading.usage, tap.reported_model)
+        return
+    if not call.endpoint.charged:
+        await request.app[ENFORCER].release(admission)
+        return
+    seen = None if reading is None else reading.usage
+    usage = fallback_usage(request_text_chars(call.body), tap.meter.chars(), seen)
+    settle(request, call, admission, usage, tap.reported_model, estimated=True)
+    log.info("stream %s ended without usage (%s): estimate charged", call.request_id, end.value)
 
 
 async def usage_status(request: web.Request) -> web.Response:
@@ -145,15 +164,6 @@ async def usage_status(request: web.Request) -> web.Response:
     except StoreError as exc:
         raise ServiceUnavailable() from exc
     return _json(status.to_dict())
-
-
-async def list_models(request: web.Request) -> web.Response:
-    """``GET /v1/models`` (rule 4), in OpenAI's list shape."""
-    data = [
-        {"id": model, "object": "model", "created": 0, "owned_by": upstream}
-        for model, upstream in request.app[ROUTER].listed_models()
-    ]
-    return _json({"object": "list", "data": data})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -180,13 +190,19 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready"})
 
 
-def client_routes() -> list[web.RouteDef]:
-    """The client-facing routes (the admin API adds its own)."""
+def client_routes(passthrough_paths: Sequence[str] = ()) -> list[web.RouteDef]:
+    """The client-facing routes (the admin API adds its own). Raises ``ConfigError`` for a
+    passthrough path that is not allowed (``proxy/passthrough.py``)."""
     routes = [web.post(path, _call_handler(endpoint)) for path, endpoint in ENDPOINTS.items()]
+    passthrough = [
+        web.route("*", endpoint.path, _call_handler(endpoint, parse_passthrough))
+        for endpoint in passthrough_endpoints(passthrough_paths)
+    ]
     return [
         *routes,
+        *model_routes(),
         web.get("/v1/usage", usage_status),
-        web.get("/v1/models", list_models),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
+        *passthrough,
     ]

@@ -12,7 +12,9 @@ Rules
    waits for its end. Otherwise the upstream's bytes are written exactly as read.
 3. The usage block is found by the :class:`UsageTap`: per chunk it only looks for the end of
    the last complete event and for a non-null ``"usage"``; only such events are parsed (SSE,
-   then JSON), so a normal stream costs one parse.
+   then JSON), so a normal stream costs one parse (Anthropic's two). Each usage event is folded
+   into the tap's :class:`~proxy.usage.Reading` by the endpoint's stream reader; the reading is
+   ``final`` once the stream reported its complete usage (``proxy/usage.py`` rule 5).
 4. Endings: the upstream finishes -> the client's stream is finished. The client goes away ->
    the upstream response is closed (the upstream stops generating). The upstream fails midway
    -> the client's connection is closed without the final chunk, so the client sees a truncated
@@ -30,9 +32,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from limits import Usage
-from proxy.estimate import TextMeter
+from proxy.estimate import EventChars, TextMeter, event_chars
 from proxy.sse import SSEParser
-from proxy.usage import UsageReader
+from proxy.usage import Reading, StreamUsageReader, reported_model
 
 __all__ = ["StreamEnd", "UsageTap", "relay_stream"]
 
@@ -71,15 +73,26 @@ class UsageTap:
     ``"usage"``, and on the kept text only if an estimate is needed.
     """
 
-    __slots__ = ("_pending", "_reader", "_strip", "meter", "reported_model", "usage")
+    __slots__ = ("_pending", "_reader", "_strip", "meter", "reading", "reported_model")
 
-    def __init__(self, reader: UsageReader, *, strip_usage_chunk: bool) -> None:
+    def __init__(
+        self,
+        reader: StreamUsageReader,
+        *,
+        strip_usage_chunk: bool,
+        text: EventChars = event_chars,
+    ) -> None:
         self._reader = reader
         self._strip = strip_usage_chunk
         self._pending = b""  # bytes after the last complete event seen
-        self.meter = TextMeter()
-        self.usage: Usage | None = None
+        self.meter = TextMeter(text)
+        self.reading: Reading | None = None
         self.reported_model: str | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage reported so far (complete when ``reading.final``), or None."""
+        return None if self.reading is None else self.reading.usage
 
     def feed(self, chunk: bytes) -> bytes:
         """Consume one upstream chunk; return the bytes to relay for it (rule 2): the chunk
@@ -118,12 +131,11 @@ class UsageTap:
             return True
         if not isinstance(payload, dict):
             return True
-        usage = self._reader(payload)
-        if usage is None:
+        reading = self._reader(payload, self.usage)
+        if reading is None:
             return True
-        self.usage = usage
-        model = payload.get("model")
-        self.reported_model = model if isinstance(model, str) else self.reported_model
+        self.reading = reading
+        self.reported_model = reported_model(payload) or self.reported_model
         return not (self._strip and payload.get("choices") == [])
 
 
@@ -142,7 +154,7 @@ async def relay_stream(
     tap: UsageTap,
 ) -> tuple[web.StreamResponse, StreamEnd]:
     """Relay ``upstream``'s body to the client through ``tap``; return the response and how the
-    stream ended . Never raises for client or upstream failures;
+    stream ended. Never raises for client or upstream failures;
     the upstream response is released or closed in every case, cancellation included."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     end = StreamEnd.CLIENT_GONE

@@ -14,6 +14,8 @@ Rules
    stays bounded by the live users and periods.
 5. Pending charges are identified by ``(request_id, cost_micros)``, as the Redis member is.
 6. One process is the only candidate for a lease: :meth:`try_lead` is always True.
+7. Periods come from a :class:`BoundsCache`: a charge needs its day, week and month, and those
+   change once a day at most.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from limits.periods import Period, PeriodKind, bounds
+from limits.periods import BoundsCache, Period, PeriodKind
 from limits.ports import Charge, Clock
 
 __all__ = ["MemoryCounterStore"]
@@ -67,6 +69,7 @@ class MemoryCounterStore:
         self._pending: dict[int, _Pending] = {}
         self._reservations: dict[tuple[int, str], dict[str, _Reservation]] = {}
         self._next_sweep_at: datetime | None = None
+        self._periods = BoundsCache()
 
     def _spent(self, user_id: int, period: Period, now: datetime) -> int:
         counter = self._counters.get((user_id, period.key))
@@ -90,6 +93,10 @@ class MemoryCounterStore:
         held = self._reservations.get((user_id, period.key), {})
         reserved = sum(res.amount_micros for res in held.values() if now < res.expires_at)
         return self._spent(user_id, period, now), reserved
+
+    async def read_spent(self, user_id: int, period: Period) -> int:
+        """``spent_micros`` alone."""
+        return self._spent(user_id, period, self._clock.now())
 
     async def reserve(
         self,
@@ -134,13 +141,17 @@ class MemoryCounterStore:
 
     def _charge_one(self, charge: Charge, now: datetime) -> None:
         for kind in PeriodKind:
-            period = bounds(kind, charge.charged_at)
+            period = self._periods.bounds(kind, charge.charged_at)
             expires_at = period.end_at + self._counter_grace
             if expires_at <= now:
                 continue  # the period is long over (rule 3)
-            spent = self._spent(charge.user_id, period, now)
-            counter = _Counter(spent + charge.cost_micros, expires_at)
-            self._counters[(charge.user_id, period.key)] = counter
+            key = (charge.user_id, period.key)
+            counter = self._counters.get(key)
+            if counter is not None and now < counter.expires_at:
+                counter.spent_micros += charge.cost_micros
+                counter.expires_at = expires_at
+            else:
+                self._counters[key] = _Counter(charge.cost_micros, expires_at)
         pending = self._pending_of(charge.user_id, now)
         pending.charges[(charge.request_id, charge.cost_micros)] = charge.charged_at
         pending.expires_at = now + self._pending_ttl

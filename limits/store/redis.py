@@ -3,11 +3,14 @@
 Key layout and scripts: ``limits/store/redis_scripts.py``.
 
 Rules
-1. One round trip per call. Each operation is one EVALSHA; a batch of charges is one
-   non-transactional pipeline of EVALSHA, atomic per charge (not per batch), as the port asks.
-2. Scripts are cached server-side. redis-py's ``register_script`` sends EVALSHA and reloads the
-   script on NOSCRIPT (single calls), and a pipeline loads missing scripts before it runs, so a
-   FLUSHALL, SCRIPT FLUSH or a restarted, empty Redis needs nothing from this module.
+1. One round trip per call. Each operation is one command (a plain ``GET`` for
+   :meth:`~RedisCounterStore.read_spent`, else one EVALSHA); a batch of charges is one EVALSHA
+   per user (rule 8), and several users' EVALSHAs go in one non-transactional pipeline: atomic
+   per user, not per batch, as the port asks.
+2. Scripts are cached server-side and called by SHA (``EVALSHA``) straight through the client:
+   no redis-py ``Script`` objects, whose per-call bookkeeping cost more than the command. On
+   NOSCRIPT (a FLUSHALL, SCRIPT FLUSH or a restarted, empty Redis) the script did not run: it is
+   loaded and the call sent again, so callers never see it.
 3. No ``redis`` exception leaves this module: :func:`map_exceptions` turns timeouts into
    ``StoreTimeout`` and every other ``RedisError`` or ``OSError`` into ``StoreUnavailable``.
 4. A dead Redis must not hang a request: short connect/read timeouts, a bounded pool that waits
@@ -16,16 +19,27 @@ Rules
    run, and a retried CHARGE would count twice.
 5. Time comes from the injected ``Clock`` and is passed to Lua as ARGV (see redis_scripts rule 2).
 6. The store owns its client: :meth:`RedisCounterStore.close` closes it, also an injected one.
+7. A charge reaches Redis in ONE round trip (a single EVALSHA, or one pipeline of them), never
+   behind a ``SCRIPT EXISTS``: until it lands, admissions read a counter without it (mode
+   ``check``), so every round trip here widens the overspend window. A NOSCRIPT answer means
+   the script did not run: the script is loaded and only those calls are sent again.
+8. A batch is grouped per user and summed per counter before it is sent: one ``CHARGE`` adds a
+   user's charges to each of their day/week/month counters with one INCRBY, records every
+   charge as pending with one ZADD and releases the reservations they settle. At most
+   ``_CHARGES_PER_CALL`` charges go in one call, to keep the script's argument lists short.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -33,9 +47,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from limits.errors import StoreTimeout, StoreUnavailable
-from limits.periods import Period, PeriodKind, bounds
+from limits.periods import BoundsCache, Period, PeriodKind
 from limits.ports import Charge, Clock
-from limits.store.redis_scripts import CHARGE, LEAD, READ, REBASE, RELEASE, RESERVE, redis_key
+from limits.store import redis_scripts
+from limits.store.redis_scripts import redis_key
 
 __all__ = ["COUNTER_GRACE_S", "PENDING_TTL_S", "RedisCounterStore", "map_exceptions"]
 
@@ -47,6 +62,29 @@ PENDING_TTL_S = 2 * 86_400.0
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_CHARGES_PER_CALL = 100  # rule 8
+
+_Call = tuple[list[str], list[str | int]]  # KEYS and ARGV of one EVALSHA
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    """A Lua script and the SHA1 that EVALSHA names it by."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> _Script:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+_CHARGE = _Script.of(redis_scripts.CHARGE)
+_RESERVE = _Script.of(redis_scripts.RESERVE)
+_READ = _Script.of(redis_scripts.READ)
+_RELEASE = _Script.of(redis_scripts.RELEASE)
+_REBASE = _Script.of(redis_scripts.REBASE)
+_LEAD = _Script.of(redis_scripts.LEAD)
 
 
 @contextmanager
@@ -93,12 +131,7 @@ class RedisCounterStore:
         self._counter_grace = timedelta(seconds=counter_grace_s)
         self._pending_ttl_ms = _ttl_ms(pending_ttl_s)
         self._owner = secrets.token_hex(16)  # identifies this store as a lease holder
-        self._charge = client.register_script(CHARGE)
-        self._reserve = client.register_script(RESERVE)
-        self._read = client.register_script(READ)
-        self._release = client.register_script(RELEASE)
-        self._rebase = client.register_script(REBASE)
-        self._lead = client.register_script(LEAD)
+        self._periods = BoundsCache()
 
     @classmethod
     def from_url(
@@ -125,6 +158,17 @@ class RedisCounterStore:
         )
         return cls(Redis.from_pool(pool), clock=clock, prefix=prefix)
 
+    async def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """One EVALSHA; on NOSCRIPT (the script did not run) load it and send it again (rule 2).
+
+        Raises ``redis`` exceptions: callers wrap them in :func:`map_exceptions`.
+        """
+        try:
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            await self._client.script_load(script.source)
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+
     def _period_keys(self, user_id: int, period: Period) -> list[str]:
         """Counter, reservation amounts and reservation expiries of one user and period."""
         return [
@@ -141,8 +185,14 @@ class RedisCounterStore:
         """``(spent_micros, reserved_micros)``; reserved counts live reservations only."""
         now_ms = epoch_ms(self._clock.now())
         with map_exceptions():
-            spent, reserved = await self._read(self._period_keys(user_id, period), [now_ms])
+            spent, reserved = await self._eval(_READ, self._period_keys(user_id, period), [now_ms])
         return int(spent), int(reserved)
+
+    async def read_spent(self, user_id: int, period: Period) -> int:
+        """``spent_micros`` alone: one plain GET of the counter (no script)."""
+        with map_exceptions():
+            raw = await self._client.get(redis_key(self._prefix, user_id, "c", period.key))
+        return 0 if raw is None else int(raw)
 
     async def reserve(
         self,
@@ -162,8 +212,8 @@ class RedisCounterStore:
             _ttl_ms(ttl_s),
         ]
         with map_exceptions():
-            admitted, spent, reserved = await self._reserve(
-                self._period_keys(user_id, period), args
+            admitted, spent, reserved = await self._eval(
+                _RESERVE, self._period_keys(user_id, period), args
             )
         return bool(admitted), int(spent), int(reserved)
 
@@ -171,36 +221,84 @@ class RedisCounterStore:
         """Drop a reservation; releasing an unknown or released one does nothing."""
         keys = self._period_keys(user_id, period)[1:]
         with map_exceptions():
-            await self._release(keys, [reservation_id])
+            await self._eval(_RELEASE, keys, [reservation_id])
 
-    def _charge_call(self, charge: Charge, now_ms: int) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of ``CHARGE`` for one charge."""
-        periods = [bounds(kind, charge.charged_at) for kind in PeriodKind]
-        keys = [redis_key(self._prefix, charge.user_id, "c", period.key) for period in periods]
-        keys.append(redis_key(self._prefix, charge.user_id, "p"))
-        args: list[str | int] = [
-            charge.cost_micros,
-            _pending_member(charge),
-            epoch_ms(charge.charged_at),
-        ]
-        args += [self._counter_ttl_ms(period, now_ms) for period in periods]
-        args.append(self._pending_ttl_ms)
-        if charge.reservation_id is not None and charge.reservation_period is not None:
-            keys += self._period_keys(charge.user_id, charge.reservation_period)[1:]
-            args.append(charge.reservation_id)
+    def _charge_call(self, user_id: int, charges: Sequence[Charge], now_ms: int) -> _Call:
+        """KEYS and ARGV of one ``CHARGE`` for some charges of one user (rule 8)."""
+        added: dict[str, list[int]] = {}  # counter key -> [micros, ttl ms]
+        members: list[str | int] = []
+        releases: dict[str, list[str]] = {}  # reservation period key -> ids
+        for charge in charges:
+            for kind in PeriodKind:
+                period = self._periods.bounds(kind, charge.charged_at)
+                key = redis_key(self._prefix, user_id, "c", period.key)
+                counter = added.get(key)
+                if counter is None:
+                    added[key] = [charge.cost_micros, self._counter_ttl_ms(period, now_ms)]
+                else:
+                    counter[0] += charge.cost_micros
+            members += (epoch_ms(charge.charged_at), _pending_member(charge))
+            if charge.reservation_id is not None and charge.reservation_period is not None:
+                releases.setdefault(charge.reservation_period.key, []).append(
+                    charge.reservation_id
+                )
+        keys = [redis_key(self._prefix, user_id, "p"), *added]
+        args: list[str | int] = [len(added), self._pending_ttl_ms, len(charges)]
+        for micros, ttl_ms in added.values():
+            args += (micros, ttl_ms)
+        args += members
+        for period_key, ids in releases.items():
+            keys += (
+                redis_key(self._prefix, user_id, "r", period_key),
+                redis_key(self._prefix, user_id, "rx", period_key),
+            )
+            args.append(len(ids))
+            args += ids
         return keys, args
 
+    def _charge_calls(self, charges: Sequence[Charge]) -> list[_Call]:
+        now_ms = epoch_ms(self._clock.now())
+        by_user: dict[int, list[Charge]] = {}
+        for charge in charges:
+            by_user.setdefault(charge.user_id, []).append(charge)
+        return [
+            self._charge_call(user_id, mine[start : start + _CHARGES_PER_CALL], now_ms)
+            for user_id, mine in by_user.items()
+            for start in range(0, len(mine), _CHARGES_PER_CALL)
+        ]
+
     async def charge(self, charges: Sequence[Charge]) -> None:
-        """Count, mark pending and settle each charge; the batch is one pipeline."""
+        """Count, mark pending and settle each charge: one round trip (rules 7 and 8)."""
         if not charges:
             return
-        now_ms = epoch_ms(self._clock.now())
+        calls = self._charge_calls(charges)
         with map_exceptions():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for charge in charges:
-                    keys, args = self._charge_call(charge, now_ms)
-                    await self._charge(keys, args, client=pipe)
-                await pipe.execute()
+            if len(calls) == 1:
+                keys, args = calls[0]
+                await self._eval(_CHARGE, keys, args)  # reloads the script on NOSCRIPT
+                return
+            missing = await self._charge_pipelined(calls)
+            if missing:  # NOSCRIPT: those scripts did not run, so running them again is safe
+                await self._client.script_load(_CHARGE.source)
+                if await self._charge_pipelined(missing):
+                    raise redis.exceptions.NoScriptError("CHARGE is missing after SCRIPT LOAD")
+
+    async def _charge_pipelined(self, calls: Sequence[_Call]) -> list[_Call]:
+        """Run ``CHARGE`` for each call in one pipeline; returns the calls that got NOSCRIPT.
+
+        Raises the first other error.
+        """
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(_CHARGE.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        missing = []
+        for call, result in zip(calls, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                missing.append(call)
+            elif isinstance(result, Exception):
+                raise result
+        return missing
 
     async def committed(self, charges: Sequence[Charge]) -> None:
         """Remove the charges from their users' pending sets, in one pipeline."""
@@ -222,7 +320,7 @@ class RedisCounterStore:
         now = self._clock.now()
         now_ms = epoch_ms(now)
         keys = [redis_key(self._prefix, user_id, "p")]
-        args: list[int] = [epoch_ms(now - timedelta(seconds=pending_max_age_s))]
+        args: list[str | int] = [epoch_ms(now - timedelta(seconds=pending_max_age_s))]
         for period, total_micros in ledger_totals.items():
             keys.append(redis_key(self._prefix, user_id, "c", period.key))
             args += [
@@ -232,7 +330,7 @@ class RedisCounterStore:
                 self._counter_ttl_ms(period, now_ms),
             ]
         with map_exceptions():
-            await self._rebase(keys, args)
+            await self._eval(_REBASE, keys, args)
 
     async def try_lead(self, name: str, ttl_s: float) -> bool:
         """Take or renew the lease ``name`` for ``ttl_s`` seconds (Redis server time).
@@ -241,7 +339,7 @@ class RedisCounterStore:
         """
         keys = [redis_key(self._prefix, None, "lead", name)]
         with map_exceptions():
-            held = await self._lead(keys, [self._owner, _ttl_ms(ttl_s)])
+            held = await self._eval(_LEAD, keys, [self._owner, _ttl_ms(ttl_s)])
         return bool(held)
 
     async def ping(self) -> None:

@@ -39,29 +39,36 @@ def redis_key(prefix: str, user_id: int | None, *parts: str) -> str:
     return ":".join((prefix, *tag, *parts))
 
 
-# KEYS[1..3] day, week and month counters containing charged_at
-# KEYS[4]    the user's pending ZSET
-# KEYS[5..6] (optional) amounts HASH and expiries ZSET of the reservation this charge settles
-# ARGV[1]    cost micros
-# ARGV[2]    pending member "<cost>:<request_id>"
-# ARGV[3]    charged_at, epoch ms
-# ARGV[4..6] TTL ms of the day, week and month counters (<= 0: period over, skip that counter)
-# ARGV[7]    TTL ms of the pending ZSET
-# ARGV[8]    (with KEYS[5..6]) reservation id to release
-# return     1
+# Charges of ONE user (every key carries that user's hash tag), summed per counter by the caller.
+# KEYS[1]            the user's pending ZSET
+# KEYS[2 .. 1+c]     counters to add to (c = ARGV[1])
+# KEYS[2+c ..]       pairs: amounts HASH and expiries ZSET of reservations these charges settle
+# ARGV[1]            c, the number of counters
+# ARGV[2]            TTL ms of the pending ZSET
+# ARGV[3]            m, the number of pending members (>= 1)
+# ARGV[4 .. 3+2c]    per counter: micros to add, TTL ms (<= 0: period over, leave that counter)
+# next 2m            per pending member: charged_at epoch ms, member "<cost>:<request_id>"
+# then, per pair     n, then the n reservation ids to release
+# return             1
 CHARGE = """
-for i = 1, 3 do
-  local ttl = tonumber(ARGV[3 + i])
+local c = tonumber(ARGV[1])
+local m = tonumber(ARGV[3])
+for i = 1, c do
+  local ttl = tonumber(ARGV[3 + 2 * i])
   if ttl > 0 then
-    redis.call('INCRBY', KEYS[i], ARGV[1])
-    redis.call('PEXPIRE', KEYS[i], ARGV[3 + i])
+    redis.call('INCRBY', KEYS[1 + i], ARGV[2 + 2 * i])
+    redis.call('PEXPIRE', KEYS[1 + i], ttl)
   end
 end
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[4], ARGV[7])
-if #KEYS == 6 then
-  redis.call('HDEL', KEYS[5], ARGV[8])
-  redis.call('ZREM', KEYS[6], ARGV[8])
+local at = 4 + 2 * c
+redis.call('ZADD', KEYS[1], unpack(ARGV, at, at + 2 * m - 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+at = at + 2 * m
+for k = 2 + c, #KEYS, 2 do
+  local n = tonumber(ARGV[at])
+  redis.call('HDEL', KEYS[k], unpack(ARGV, at + 1, at + n))
+  redis.call('ZREM', KEYS[k + 1], unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
 end
 return 1
 """

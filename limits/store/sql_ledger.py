@@ -1,9 +1,16 @@
 """Ledger queries: idempotent batch inserts, per-period totals and spend reports.
 
 Rules
-1. A row is unique by ``request_id``. :func:`insert_entries` is ``INSERT ... ON CONFLICT
-   (request_id) DO NOTHING RETURNING id`` over the whole batch, so a retried batch inserts each
-   call at most once (SPEC §8 invariant 2) and the count of returned ids is what was new.
+1. A row is unique by ``request_id``. :func:`insert_entries` inserts with ``ON CONFLICT
+   (request_id) DO NOTHING``, so a retried batch inserts each call at most once (SPEC §8
+   invariant 2), and counts what was new.
+5. Inserts use ONE statement text whatever the batch size. Drivers cache prepared statements by
+   text (asyncpg 100 per connection, sqlite3 128), and SQLAlchemy's "insertmanyvalues" renders
+   a multi-row ``VALUES`` text per batch size: every new size used to prepare (and keep) one
+   more, ever larger, statement. Postgres: ``INSERT ... SELECT * FROM unnest($1::varchar[],
+   ...) ... RETURNING id``, one array per column, so a batch is one execute of one prepared
+   statement; the returned ids count the new rows. SQLite: ``executemany`` of the one-row
+   statement (sqlite3 loops in C over one prepared statement); its rowcount is the new rows.
 2. :func:`totals` answers every period in ONE query: conditional sums over the widest window,
    served by the ``(charged_at, user_id)`` index.
 3. Periods are half-open ``[start_at, end_at)`` by ``charged_at`` (``limits.periods``).
@@ -16,13 +23,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    String,
+    TextClause,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
 
 from limits.errors import InvalidValue
 from limits.periods import Period
 from limits.ports import LedgerEntry
-from limits.store.schema import groups, ledger, memberships, users
+from limits.store.schema import UtcDateTime, groups, ledger, memberships, users
 from limits.store.sql_engine import upsert_insert
 
 __all__ = ["GROUP_BY", "insert_entries", "spend", "totals", "user_ids", "user_total"]
@@ -50,18 +73,64 @@ def _row(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
+_COLUMNS = (  # the ledger columns a row sets, in _row() order
+    "request_id",
+    "user_id",
+    "model",
+    "upstream",
+    "endpoint",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "estimated",
+    "started_at",
+    "charged_at",
+)
+
+
+def _pg_array_type(column: str) -> TypeEngine[Any]:
+    """The Postgres array type of one ledger column (``varchar[]``, ``bigint[]``, ...)."""
+    column_type = ledger.c[column].type
+    if isinstance(column_type, String):
+        return ARRAY(String())
+    if isinstance(column_type, Boolean):
+        return ARRAY(Boolean())
+    if isinstance(column_type, UtcDateTime):
+        return ARRAY(UtcDateTime())
+    return ARRAY(BigInteger())
+
+
+def _pg_unnest_insert() -> TextClause:
+    """Rule 5: one text for every batch size; each column comes as one typed array."""
+    names = ", ".join(_COLUMNS)
+    arrays = ", ".join(f":{column}" for column in _COLUMNS)
+    statement = text(
+        f"INSERT INTO ledger ({names}) SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING id"
+    )
+    return statement.bindparams(
+        *(bindparam(column, type_=_pg_array_type(column)) for column in _COLUMNS)
+    )
+
+
+_PG_INSERT = _pg_unnest_insert()
+
+
 async def insert_entries(conn: AsyncConnection, entries: Sequence[LedgerEntry]) -> int:
     """Insert new rows, skip known request ids; returns how many rows were inserted."""
     unique = {entry.request_id: entry for entry in reversed(entries)}  # first occurrence wins
     if not unique:
         return 0
-    stmt = (
-        upsert_insert(conn, ledger)
-        .on_conflict_do_nothing(index_elements=[ledger.c.request_id])
-        .returning(ledger.c.id)
-    )
-    result = await conn.execute(stmt, [_row(entry) for entry in unique.values()])
-    return len(result.all())
+    rows = [_row(entry) for entry in unique.values()]
+    if conn.dialect.name == "postgresql":
+        columns = {column: [row[column] for row in rows] for column in _COLUMNS}
+        result = await conn.execute(_PG_INSERT, columns)
+        return len(result.all())
+    stmt = upsert_insert(conn, ledger).on_conflict_do_nothing(index_elements=[ledger.c.request_id])
+    return (await conn.execute(stmt, rows)).rowcount  # executemany: one statement, summed counts
 
 
 def _within(period: Period) -> ColumnElement[bool]:

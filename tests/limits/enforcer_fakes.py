@@ -95,6 +95,10 @@ class FakeCounters:
         self.reads.append((user_id, period))
         return self.spent.get(user_id, 0), self.reserved(user_id)
 
+    async def read_spent(self, user_id: int, period: Period) -> int:
+        spent, _reserved = await self.read(user_id, period)
+        return spent
+
     async def reserve(
         self,
         user_id: int,
@@ -155,4 +159,3 @@ class RecordingSink:
         self.submitted.append((entry, charge))
         if self.counters is not None:
             run(self.counters.charge([charge]))
-

@@ -144,6 +144,9 @@ class FakeCounters:
     async def read(self, user_id: int, period: Period) -> tuple[int, int]:
         return self.value(user_id, period), 0
 
+    async def read_spent(self, user_id: int, period: Period) -> int:
+        return self.value(user_id, period)
+
     async def reserve(
         self,
         user_id: int,

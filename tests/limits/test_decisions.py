@@ -55,9 +55,7 @@ def test_reserve_mode_counts_other_reservations(
 
 @given(amounts, amounts)
 def test_unlimited_is_always_allowed(spent: int, reserved: int) -> None:
-    assert decide(UNLIMITED, PERIOD, spent, reserved) == Allowed(
-        UNLIMITED, PERIOD, spent, reserved
-    )
+    assert decide(UNLIMITED, PERIOD, spent, reserved) == Allowed(UNLIMITED, PERIOD, spent, reserved)
 
 
 @given(resolutions, amounts, amounts)

@@ -332,9 +332,7 @@ class ReserveMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.limit = 5_000
-        self.enforcer, _, self.counters, self.sink = make(
-            user_limit=self.limit, mode=Mode.RESERVE
-        )
+        self.enforcer, _, self.counters, self.sink = make(user_limit=self.limit, mode=Mode.RESERVE)
         # Keyed by the (random) reservation id, but drawn from in admission order: a draw must
         # pick the same call on every replay, or Hypothesis cannot shrink.
         self.in_flight: dict[str, tuple[Admission, int]] = {}

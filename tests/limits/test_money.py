@@ -34,6 +34,8 @@ non_negative_micros = st.integers(min_value=0, max_value=10**18)
         ("1,234,567", 1_234_567_000_000),
         ("999,999.999999", 999_999_999_999),
         ("123456789012.345678", 123_456_789_012_345_678),
+        # 29 digits: Decimal arithmetic (28-digit context) would round this; we are exact.
+        ("10000000000000000000000000001", 10_000_000_000_000_000_000_000_000_001_000_000),
     ],
 )
 def test_parse_usd_accepts(text: str, micros: int) -> None:
@@ -107,9 +109,9 @@ def test_parse_usd_reads_back_format_usd(micros: int) -> None:
 )
 def test_parse_usd_is_exact(whole: int, frac: str, dollar: bool) -> None:
     text = ("$" if dollar else "") + str(whole) + ("." + frac if frac else "")
-    expected = Decimal(str(whole) + "." + (frac or "0")) * MICROS_PER_DOLLAR
-    assert parse_usd(text) == int(expected)
-    assert expected == int(expected)
+    expected = Fraction(Decimal(str(whole) + "." + (frac or "0"))) * MICROS_PER_DOLLAR
+    assert expected.denominator == 1
+    assert parse_usd(text) == expected
 
 
 @given(
@@ -130,7 +132,8 @@ def test_parse_usd_never_returns_a_wrong_amount(value: Decimal) -> None:
     except ValueError:
         return
     assert micros >= 0
-    assert Decimal(micros) == value * MICROS_PER_DOLLAR
+    # Fractions, not Decimal arithmetic: Decimal rounds products to 28 digits.
+    assert Fraction(micros) == Fraction(value) * MICROS_PER_DOLLAR
 
 
 @given(st.text(max_size=20))

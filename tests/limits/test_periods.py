@@ -12,8 +12,8 @@ from limits.periods import Period, PeriodKind, bounds
 
 # Instants whose period is representable: datetime stops at 9999-12-31, so December 9999 has
 # no month end (nor does the week of 9999-12-31). Years before 1900 work but add nothing.
-MIN_AT = datetime(1900, 1, 2)
-MAX_AT = datetime(9999, 11, 30)
+MIN_AT = datetime(1900, 1, 2)  # noqa: DTZ001 - Hypothesis takes naive bounds, adds the zone
+MAX_AT = datetime(9999, 11, 30)  # noqa: DTZ001
 
 # Fixed offsets up to ±23:59 (every offset Python allows), and real zones with DST rules.
 fixed_offsets = st.builds(

@@ -1,9 +1,10 @@
 """Differential test: our cost of a call equals litellm's own computation from the same map.
 
 What is compared
-- Prices: litellm's ``model_prices_and_context_window_backup.json``, read as production reads it
-  (the file in the installed litellm package, found with ``importlib.util.find_spec`` and never
-  imported by ``limits``), turned into a :class:`PriceTable` with ``PriceTable.from_litellm``.
+- Prices: litellm's ``model_prices_and_context_window_backup.json``, loaded by production's own
+  loader ``limits.store.prices.load_price_map`` (the file in the installed litellm package, found
+  with ``importlib.util.find_spec``; litellm is never imported by ``limits``), turned into a
+  :class:`PriceTable` with ``PriceTable.from_litellm``.
 - litellm's answer: ``litellm.cost_per_token(model, custom_llm_provider, usage_object)``, the
   function ``completion_cost`` delegates to, giving ``(prompt_usd, completion_usd)`` as floats.
   litellm is imported here only (it takes seconds), with ``LITELLM_LOCAL_MODEL_COST_MAP`` set so
@@ -37,12 +38,8 @@ map's long-context tiers (we apply them, more).
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import json
 import math
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -51,6 +48,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from limits.pricing import PriceTable, cost_micros
+from limits.store.prices import load_price_map
 from limits.usage import Usage
 
 pytestmark = pytest.mark.slow
@@ -102,19 +100,10 @@ TIERED_MODELS = [
 FLAT_PROMPT_MAX = 30_000  # per category: prompts stay under 90k, below every tier used here
 
 
-def _price_map() -> dict[str, Any]:
-    """litellm's bundled price map, read as a file (the way ``limits/store/prices.py`` does)."""
-    spec = importlib.util.find_spec("litellm")
-    assert spec is not None and spec.submodule_search_locations, "litellm is not installed"
-    package_dir = Path(next(iter(spec.submodule_search_locations)))
-    text = (package_dir / "model_prices_and_context_window_backup.json").read_text("utf-8")
-    price_map: dict[str, Any] = json.loads(text)
-    return price_map
-
-
 @pytest.fixture(scope="module")
 def price_map() -> dict[str, Any]:
-    return _price_map()
+    """litellm's bundled map, loaded by production's own loader (a file read, no import)."""
+    return load_price_map()
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +112,11 @@ def table(price_map: dict[str, Any]) -> PriceTable:
 
 
 @pytest.fixture(scope="module")
-def litellm() -> Iterator[ModuleType]:
+def litellm() -> ModuleType:
     with pytest.MonkeyPatch.context() as env:
         # Read at import time: use the bundled map, never the network.
         env.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        module = importlib.import_module("litellm")
-    module.suppress_debug_info = True
-    yield module
+        return importlib.import_module("litellm")
 
 
 def litellm_micros(litellm: ModuleType, model: str, provider: str, usage: Usage, mode: str) -> int:
@@ -161,7 +148,8 @@ def litellm_micros(litellm: ModuleType, model: str, provider: str, usage: Usage,
             usage_object=litellm_usage,
             call_type="embedding" if mode == "embedding" else "completion",
         )
-    return math.ceil((prompt_usd + completion_usd) * 1_000_000)
+    total_usd: float = prompt_usd + completion_usd
+    return math.ceil(total_usd * 1_000_000)
 
 
 def check_entry(price_map: dict[str, Any], model: str) -> dict[str, Any]:

@@ -8,16 +8,20 @@ database (``Proxy.store``) for seeding limits and reading the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from blockbuster import BlockBuster
+from pytest_aiohttp import AiohttpClient as AiohttpClient  # re-exported for other test modules
+from pytest_aiohttp import AiohttpServer
 
 from limits import LimitConfig, PeriodKind, PriceTable, bounds
 from limits.keys import display_prefix, generate_key, hash_key
@@ -35,8 +39,6 @@ UPSTREAM_KEY = "sk-upstream-secret"
 # USD per million tokens: 1 micro-dollar per input token, 2 per output, 0.5 per cached token.
 TEST_PRICES = {"test-model": {"input": "1", "output": "2", "cache_read": "0.5"}}
 MODELS = ["test-model", "gpt-4o-mini", "no-price-model", "text-embedding-3-small"]
-
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +74,34 @@ def unused_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+# The modules that serve requests and run in the background: a blocking call with one of them
+# on the stack fails the test. (Start-up and the tests' own set-up are not watched.)
+WATCHED_MODULES = [
+    "proxy.auth",
+    "proxy.calls",
+    "proxy.estimate",
+    "proxy.forwarding",
+    "proxy.handlers",
+    "proxy.sse",
+    "proxy.streaming",
+    "proxy.usage",
+    "limits.directory",
+    "limits.enforcer",
+    "limits.recorder",
+    "limits.refresher",
+    "limits.store.memory",
+]
+
+
+@pytest.fixture
+def blockbuster() -> Iterator[BlockBuster]:
+    """Blocking-call detection on the event loop (STYLE §6, as in aiohttp's own tests)."""
+    detector = BlockBuster(WATCHED_MODULES)
+    detector.activate()
+    yield detector
+    detector.deactivate()
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +141,7 @@ class Proxy:
     async def rows(self) -> list[dict[str, Any]]:
         """Every ledger row, read straight from the SQLite file."""
         await self.drain()
-        path = self.app[SETTINGS].storage.sqlite_path
-        with sqlite3.connect(path) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(row) for row in db.execute("SELECT * FROM ledger ORDER BY id")]
+        return await asyncio.to_thread(_ledger_rows, self.app[SETTINGS].storage.sqlite_path)
 
     def chat_posts(self) -> int:
         """Requests the proxy answered on ``/v1/chat/completions`` (retries included)."""
@@ -135,6 +162,12 @@ class Proxy:
         self.clock.advance(2)  # past the directory cache's poll interval: the change shows
 
 
+def _ledger_rows(path: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM ledger ORDER BY id")]
+
+
 async def seed(store: SqlStore, clock: FakeClock) -> tuple[str, int]:
     """User alice with one key: ``(key, user_id)``."""
     user = await store.create_user("alice", [], clock.now())
@@ -147,9 +180,9 @@ StartProxy = Callable[..., Awaitable[Proxy]]
 
 
 @pytest.fixture
-async def upstream(aiohttp_server: Any) -> AsyncIterator[FakeUpstream]:
+async def upstream(aiohttp_server: AiohttpServer) -> AsyncIterator[FakeUpstream]:
     fake = FakeUpstream()
-    server: TestServer = await aiohttp_server(fake.app())
+    server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("/v1"))
     yield fake
     fake.released.set()
@@ -162,6 +195,7 @@ async def start_proxy(
     clock: FakeClock,
     price_table: PriceTable,
     aiohttp_client: AiohttpClient,
+    blockbuster: BlockBuster,
 ) -> AsyncIterator[StartProxy]:
     stores: list[SqlStore] = []
     alice: list[tuple[str, int]] = []  # seeded once: a restarted proxy finds the same user

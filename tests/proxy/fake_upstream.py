@@ -53,6 +53,7 @@ class FakeUpstream:
             "error": {"message": "boom", "type": "server_error", "param": None, "code": None}
         }
     )
+    error_content_type: str = "application/json"
     omit_usage: bool = False
     reported_model: str | None = None
     cut_after_chunks: int | None = None
@@ -67,6 +68,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
         return app
 
     def usage(self) -> dict[str, Any]:
@@ -89,7 +91,9 @@ class FakeUpstream:
 
     def _error(self) -> web.Response:
         return web.Response(
-            status=self.status, body=orjson.dumps(self.error_body), content_type="application/json"
+            status=self.status,
+            body=orjson.dumps(self.error_body),
+            content_type=self.error_content_type,
         )
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -161,6 +165,31 @@ class FakeUpstream:
             "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
         }
         return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: usage in the response object, or in ``response.completed``."""
+        body = orjson.loads(await self._record(request))
+        usage = {
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "output_tokens": self.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+        done = {"id": "resp_1", "object": "response", "model": body["model"], "usage": usage}
+        if not body.get("stream"):
+            return web.Response(body=orjson.dumps(done), content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": {**done, "usage": None}}),
+            ("response.output_text.delta", {"delta": "Hello"}),
+            ("response.completed", {"response": done}),
+        ]
+        for name, payload in events:
+            data = _event({"type": name, **payload})
+            await response.write(b"event: " + name.encode() + b"\n" + data)
+        await response.write_eof()
+        return response
 
 
 def _event(payload: dict[str, Any]) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from limits import PeriodKind, Usage, bounds, cost_micros
 from limits.pricing import PriceTable
-from tests.proxy.conftest import UPSTREAM_KEY, Proxy
+from tests.proxy.conftest import UPSTREAM_KEY, Proxy, StartProxy
 from tests.proxy.fake_upstream import FakeUpstream
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
@@ -186,3 +186,36 @@ async def test_embeddings_are_charged_by_prompt_tokens(
     assert price is not None
     expected = cost_micros(Usage(input_tokens=100), price)
     assert await proxy.ledger() == (expected, 1)
+
+
+async def test_reserve_mode_releases_on_upstream_errors_and_settles_on_success(
+    start_proxy: StartProxy,
+) -> None:
+    proxy = await start_proxy(enforcement={"mode": "reserve"})
+    await proxy.set_limit(1_000)  # below one call's reservation (up to 32768 output tokens)
+    body = {"model": "test-model", "messages": MESSAGES}
+    proxy.upstream.status = 500
+    async with proxy.client.post("/v1/chat/completions", json=body, headers=proxy.auth()) as r:
+        assert r.status == 500
+    proxy.upstream.status = 200
+    for _ in range(2):  # had the failed call's reservation leaked, these would be refused
+        async with proxy.client.post("/v1/chat/completions", json=body, headers=proxy.auth()) as r:
+            assert r.status == 200
+        await proxy.drain()
+    assert await proxy.ledger() == (380, 2)
+
+
+async def test_responses_api_json_and_stream_are_charged_from_their_usage(proxy: Proxy) -> None:
+    async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=proxy.key) as client:
+        answer = await client.responses.create(model="test-model", input="hi")
+        assert answer.usage is not None
+        assert answer.usage.input_tokens == 100
+        stream = await client.responses.create(model="test-model", input="hi", stream=True)
+        kinds = [event.type async for event in stream]
+    assert kinds == ["response.created", "response.output_text.delta", "response.completed"]
+    assert "stream_options" not in proxy.upstream.seen[1].json  # chat-only option
+    rows = await proxy.rows()
+    assert sorted((r["endpoint"], r["cost_micros"], r["estimated"]) for r in rows) == [
+        ("/v1/responses", 190, 0),
+        ("/v1/responses", 190, 0),
+    ]

@@ -45,5 +45,5 @@ def test_the_cache_is_bounded() -> None:
     router = _router()
     for number in range(5000):
         router.route(f"gpt-{number}")
-    assert len(router._cache) <= 4096
+    assert len(router._tables[None]._cache) <= 4096
     assert router.route("gpt-1") is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from pytest_aiohttp import AiohttpServer
 
 from limits import ConfigError
 from limits.store.sql import SqlStore
@@ -66,12 +67,8 @@ async def _wait_healthy(url: str) -> None:
     raise AssertionError("the proxy did not become healthy")
 
 
-@pytest.mark.slow
-async def test_sigterm_lets_the_in_flight_stream_finish_and_flushes_the_ledger(
-    tmp_path: Path, aiohttp_server: object, clock: FakeClock
-) -> None:
-    fake = FakeUpstream(chunk_delay_s=0.15)
-    server = await aiohttp_server(fake.app())  # type: ignore[operator]
+async def _configure(tmp_path: Path, upstream_url: str, clock: FakeClock) -> tuple[Path, str, int]:
+    """A config file and a seeded SQLite file: ``(config path, alice's key, port)``."""
     db = tmp_path / "spend.db"
     store = await SqlStore.connect(f"sqlite:///{db}")
     await store.migrate()
@@ -82,8 +79,19 @@ async def test_sigterm_lets_the_in_flight_stream_finish_and_flushes_the_ledger(
     config.write_text(
         f'[server]\nport = {port}\nshutdown_timeout_s = 10\n[storage]\nsqlite_path = "{db}"\n'
         f'spool_path = "{tmp_path / "spool"}"\n'
-        f'[upstreams.fake]\nbase_url = "{server.make_url("/v1")}"\nmodels = ["gpt-4o-mini"]\n'
+        f'[upstreams.fake]\nbase_url = "{upstream_url}"\nmodels = ["gpt-4o-mini"]\n'
     )
+    return config, key, port
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_the_in_flight_stream_finish_and_flushes_the_ledger(
+    tmp_path: Path, aiohttp_server: AiohttpServer, clock: FakeClock
+) -> None:
+    fake = FakeUpstream(chunk_delay_s=0.15)
+    server = await aiohttp_server(fake.app())
+    config, key, port = await _configure(tmp_path, str(server.make_url("/v1")), clock)
+    db = tmp_path / "spend.db"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "serve", "--config", str(config), cwd=tmp_path
     )

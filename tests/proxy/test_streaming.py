@@ -12,11 +12,12 @@ import pytest
 
 from limits import Usage
 from proxy.streaming import UsageTap, _may_carry_usage
-from proxy.usage import chat_usage
+from proxy.usage import chat_usage, final_readings
 from tests.proxy.conftest import Proxy
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]  # 13 characters of text
 STREAM_BODY = {"model": "test-model", "messages": MESSAGES, "stream": True}
+CHAT_READER = final_readings(chat_usage)
 
 
 def _chunks(raw: bytes) -> list[Any]:
@@ -145,6 +146,17 @@ async def test_upstream_error_on_a_stream_request_is_passed_through_uncharged(
     assert await proxy.ledger() == (0, 0)
 
 
+async def test_an_error_answered_as_an_event_stream_is_relayed_uncharged(proxy: Proxy) -> None:
+    proxy.upstream.status = 503
+    proxy.upstream.error_content_type = "text/event-stream"
+    async with proxy.client.post(
+        "/v1/chat/completions", json=STREAM_BODY, headers=proxy.auth()
+    ) as response:
+        assert response.status == 503
+        assert orjson.loads(await response.read()) == proxy.upstream.error_body
+    assert await proxy.ledger() == (0, 0)
+
+
 def _event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
@@ -159,12 +171,12 @@ def test_tap_strips_only_the_usage_only_chunk_at_any_chunking() -> None:
     )
     expected = stream.replace(_event({"model": "gpt-x", "choices": [], "usage": usage}), b"")
     for size in (1, 2, 7, len(stream)):
-        tap = UsageTap(chat_usage, strip_usage_chunk=True)
+        tap = UsageTap(CHAT_READER, strip_usage_chunk=True)
         pieces = [tap.feed(stream[i : i + size]) for i in range(0, len(stream), size)]
         assert b"".join(pieces) + tap.close() == expected
         assert tap.usage == Usage(input_tokens=3, output_tokens=2)
         assert tap.reported_model == "gpt-x"
-        keep = UsageTap(chat_usage, strip_usage_chunk=False)
+        keep = UsageTap(CHAT_READER, strip_usage_chunk=False)
         assert b"".join(keep.feed(stream[i : i + size]) for i in range(0, len(stream), size)) == (
             stream
         )
@@ -175,7 +187,7 @@ def test_tap_strips_only_the_usage_only_chunk_at_any_chunking() -> None:
 def test_an_unterminated_last_event_is_relayed_once_and_its_usage_counts(strip: bool) -> None:
     tail = b'data: {"choices": [], "usage": {"prompt_tokens": 4}}'
     stream = _event({"choices": [{"delta": {"content": "hi"}}]}) + tail
-    tap = UsageTap(chat_usage, strip_usage_chunk=strip)
+    tap = UsageTap(CHAT_READER, strip_usage_chunk=strip)
     relayed = tap.feed(stream[:10]) + tap.feed(stream[10:]) + tap.close()
     assert relayed == stream
     assert tap.usage == Usage(input_tokens=4)
@@ -184,14 +196,14 @@ def test_an_unterminated_last_event_is_relayed_once_and_its_usage_counts(strip: 
 def test_crlf_streams_are_cut_at_event_ends() -> None:
     usage_event = b'data: {"choices":[],"usage":{"completion_tokens":2}}\r\n\r\n'
     stream = b'data: {"choices":[{"delta":{}}]}\r\n\r\n' + usage_event + b"data: [DONE]\r\n\r\n"
-    tap = UsageTap(chat_usage, strip_usage_chunk=True)
+    tap = UsageTap(CHAT_READER, strip_usage_chunk=True)
     relayed = b"".join(tap.feed(stream[i : i + 5]) for i in range(0, len(stream), 5))
     assert relayed + tap.close() == stream.replace(usage_event, b"")
     assert tap.usage == Usage(output_tokens=2)
 
 
 def test_usage_in_a_chunk_with_choices_is_kept() -> None:
-    tap = UsageTap(chat_usage, strip_usage_chunk=True)
+    tap = UsageTap(CHAT_READER, strip_usage_chunk=True)
     event = _event({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 1}})
     assert tap.feed(event) == event
     assert tap.usage == Usage(input_tokens=1)

@@ -238,12 +238,32 @@ async def test_scripts_reload_after_script_flush(
         assert await raw.script_exists(*_shas()) == [False] * 6
     finally:
         await raw.aclose()
-    if first == "pipeline":  # a pipeline loads its missing scripts before it runs
+    if first == "pipeline":  # a charge (batches: see the next test) reloads CHARGE on NOSCRIPT
         await store.charge([Charge("req-1", 1, 10, clock.now(), "r1", period)])
     else:  # a single call gets NOSCRIPT, loads the script and runs it again
         assert await store.reserve(1, period, "r2", 5, None, 60) == (True, 0, 5)
     for call in _operations(store, clock):
         await call()
+
+
+async def test_a_batch_of_charges_after_script_flush_counts_each_once(
+    server: RedisServer, store: RedisCounterStore, clock: FakeClock
+) -> None:
+    """A pipeline of charges sends EVALSHA without a SCRIPT EXISTS first (one round trip); on
+    NOSCRIPT it loads the script and sends only the charges that did not run."""
+    period = bounds(PeriodKind.MONTH, clock.now())
+    raw = Redis.from_url(server.url)
+    try:
+        await raw.script_flush()
+        charges = [Charge(f"req-{n}", 1, 10 + n, clock.now()) for n in range(3)]
+        await store.charge(charges)
+        assert await store.read(1, period) == (33, 0)
+        assert await raw.zcard("sp:{u:1}:p") == 3
+        await store.charge([Charge("req-3", 1, 5, clock.now()), Charge("req-4", 2, 6, clock.now())])
+        assert await store.read(1, period) == (38, 0)
+        assert await store.read(2, period) == (6, 0)
+    finally:
+        await raw.aclose()
 
 
 def _shas() -> list[str]:
