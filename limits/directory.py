@@ -9,10 +9,13 @@ Rules
    answers (an unknown key maps to ``None``), so a client retrying a bad key does not reach the
    database on every request. Each cache holds at most ``max_entries`` entries (oldest dropped
    first), so random keys cannot exhaust memory.
-2. ``inner.revision()`` is read at most once per ``poll_interval_s`` of the injected clock, on
-   access, and by the optional background poller (``start``/``stop``), so an idle process also
-   notices. When the revision differs from the last one seen, every cache is dropped.
-   Bound: a revoked key or changed limit takes effect within ``poll_interval_s`` + one query.
+2. ``inner.revision()`` is read by the background poller (``start``/``stop``) every
+   ``poll_interval_s``, so an idle process also notices; without a poller, or when it has
+   fallen behind by half an interval (a stalled event loop), on access, at most once per
+   ``poll_interval_s`` of the injected clock. A running poller thus keeps the poll off the
+   request path and the database at one poll per interval. When the revision differs from the
+   last one seen, every cache is dropped. Bound: a revoked key or changed limit takes effect
+   within ``poll_interval_s`` + one query, ``1.5 x poll_interval_s`` + one query at worst.
 3. Concurrent misses for the same entry share one inner lookup (single flight). The lookup runs
    in its own task, so one caller's cancellation (a client hanging up) does not fail the others.
    A lookup that started before caches were dropped is not stored and not shared afterwards, so
@@ -109,6 +112,7 @@ class CachedDirectory:
         self._inner = inner
         self._clock = clock
         self._poll_interval = timedelta(seconds=poll_interval_s)
+        self._poller_grace = self._poll_interval / 2  # rule 2: the poller's slack
         self._max_stale = timedelta(seconds=max_stale_s)
         self._keys: _Cache[str, Principal | None] = _Cache(max_entries)
         self._configs: _Cache[None, LimitConfig] = _Cache(1)
@@ -169,8 +173,12 @@ class CachedDirectory:
     async def _poll_if_due(self) -> None:
         now = self._clock.now()
         last = self._polled_at
-        if last is not None and last <= now < last + self._poll_interval:
-            return  # polled recently (a clock that went backwards counts as due)
+        if last is not None and last <= now:  # a clock that went backwards counts as due
+            due_at = last + self._poll_interval
+            if self._poller.running:
+                due_at += self._poller_grace  # the poller's turn, unless it is late (rule 2)
+            if now < due_at:
+                return
         await self._poll_quietly(now)
 
     async def _poll_quietly(self, now: datetime) -> None:
@@ -197,6 +205,9 @@ class CachedDirectory:
 
     async def _poll_loop(self) -> None:
         interval_s = self._poll_interval.total_seconds()
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval_s)
+            started = loop.time()
             await self._poll_quietly(self._clock.now())
+            # Keep the cadence: the next poll is due one interval after this one STARTED.
+            await asyncio.sleep(max(0.0, interval_s - (loop.time() - started)))

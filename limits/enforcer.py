@@ -42,13 +42,14 @@ Overspend bounds
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import secrets
 from dataclasses import dataclass
 
 from limits.decisions import Allowed, Decision, Denied, decide
-from limits.errors import StoreError
+from limits.errors import StoreError, StoreTimeout
 from limits.periods import BoundsCache, Period
 from limits.ports import Charge, ChargeSink, Clock, CounterStore, Directory, LedgerEntry, Principal
 from limits.scopes import LimitConfig, Resolution, resolve
@@ -159,14 +160,21 @@ class Enforcer:
                 spent = await self._counters.read_spent(user_id, period)
             return Admission(principal, decide(resolution, period, spent))
         reservation_id = f"{self._reservation_prefix}{next(self._reservation_ids):x}"
-        admitted, spent, reserved = await self._counters.reserve(
-            user_id,
-            period,
-            reservation_id,
-            estimate_micros,
-            resolution.limit_micros,
-            self._reservation_ttl_s,
-        )
+        try:
+            admitted, spent, reserved = await self._counters.reserve(
+                user_id,
+                period,
+                reservation_id,
+                estimate_micros,
+                resolution.limit_micros,
+                self._reservation_ttl_s,
+            )
+        except (StoreTimeout, asyncio.CancelledError):
+            # The reserve may have run with only its reply lost (a timeout, or the request was
+            # cancelled meanwhile): drop it now, or it would hold budget for reservation_ttl_s
+            # (releasing an unknown reservation does nothing).
+            await self._release(user_id, period, reservation_id)
+            raise
         decision = decide(resolution, period, spent, reserved)
         # The store applied the same rule atomically; trust its verdict, either way, if the two
         # disagree: an Allowed without a reservation would escape the overspend bound.
@@ -192,11 +200,13 @@ class Enforcer:
 
     async def release(self, admission: Admission) -> None:
         """Drop the call's reservation, if any. Store errors are swallowed: it expires anyway."""
-        if admission.reservation_id is None:
-            return
-        try:
-            await self._counters.release(
+        if admission.reservation_id is not None:
+            await self._release(
                 admission.principal.user_id, admission.period, admission.reservation_id
             )
+
+    async def _release(self, user_id: int, period: Period, reservation_id: str) -> None:
+        try:
+            await self._counters.release(user_id, period, reservation_id)
         except StoreError:
             return

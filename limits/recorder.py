@@ -3,12 +3,12 @@
 ``submit`` appends to an in-memory queue and returns: it never blocks and never raises. Two
 supervised tasks then take every row through three steps, in this order:
 
-1. **charge** (the charger, within milliseconds of ``submit``): ``counters.charge(batch)`` adds
-   the cost to the user's day/week/month counters and marks it *pending*; each pass takes every
-   row waiting (up to ``batch_size``), so a busy process sends one batch per round trip rather
-   than one per row. A ``StoreError`` is counted (``counter_failures``) and the row moves on
-   anyway: the refresher rebuilds counters from the ledger (``limits/refresher.py``). Either
-   way ``on_charged(batch)`` is told (the enforcer's read cache, ``limits/spent_cache.py``).
+1. **charge** (the charger): ``counters.charge(batch)`` adds the cost to the user's day/week/month
+   counters and marks it *pending*. A pass takes every row waiting (up to ``batch_size``) and
+   passes start at most once per ``charge_interval_s``: a quiet process charges a row at once, a
+   busy one sends one batch (one round trip) per interval. A ``StoreError`` is counted
+   (``counter_failures``) and the row moves on anyway: the refresher rebuilds counters from the
+   ledger (``limits/refresher.py``). Either way ``on_charged(batch)`` is told after the pass.
 2. **insert** (the writer): ``ledger.insert(batch)``, idempotent on ``request_id``. Write passes
    run at most every ``flush_interval_s``, earlier when ``batch_size`` rows wait or a drain asks.
 3. **committed**: ``counters.committed(batch)`` after the insert succeeded: no longer pending.
@@ -77,6 +77,7 @@ class LedgerRecorder:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         restart_delay_s: float = 1.0,
+        charge_interval_s: float = 0.01,
         on_charged: Callable[[Sequence[Charge]], None] | None = None,
     ) -> None:
         if flush_interval_s <= 0 or batch_size < 1 or queue_max < 1:
@@ -92,7 +93,8 @@ class LedgerRecorder:
         # Monotonic row counts (FIFO, so a count names a prefix of all rows): for drain().
         self._submitted = self._charged = self._settled = 0
         self._flush_requested = self._flush_served = 0
-        self._next_pass_at = 0.0  # event-loop time
+        self._next_pass_at = self._next_charge_at = 0.0  # event-loop times
+        self._charge_interval_s = charge_interval_s
         self._incoming_ready, self._writer_wake = asyncio.Event(), asyncio.Event()
         self._progress = asyncio.Event()  # replaced on every notify; see _wait_until
         self._charger = Supervisor("ledger-charger", self._charge_loop, restart_delay_s)
@@ -163,11 +165,17 @@ class LedgerRecorder:
         self._spool_rest()
 
     async def _charge_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if not self._incoming:
                 self._incoming_ready.clear()
                 await self._incoming_ready.wait()
                 continue
+            wait_s = self._next_charge_at - loop.time()
+            if wait_s > 0 and len(self._incoming) < self._batch_size:
+                await asyncio.sleep(wait_s)  # let the batch gather (step 1)
+                continue
+            self._next_charge_at = loop.time() + self._charge_interval_s
             await self._charge(list(itertools.islice(self._incoming, self._batch_size)))
 
     async def _charge(self, rows: list[_Row]) -> None:

@@ -8,8 +8,10 @@ three hooks, in this order: :meth:`Access.called` (parsed, routed, priced),
 into one access log line and the request's metrics, in one place.
 
 Rules
-1. Hooks only store values: no I/O, no logging, no metric updates, nothing that can raise. They
-   cost a few attribute writes on the hot path.
+1. Hooks only store values: no I/O, no logging, nothing that can raise; they cost a few
+   attribute writes on the hot path. The one exception is ``on_reserve``, which the middleware
+   points at the reservations-in-flight gauge: that gauge must rise when the reservation is
+   taken, not when the request ends.
 2. Times are ``time.perf_counter()`` seconds: monotonic, used for durations only.
 3. :func:`access_of` never fails: a request that did not pass the middleware (a unit test that
    calls a step directly) gets a throwaway record.
@@ -18,6 +20,7 @@ Rules
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -40,6 +43,7 @@ class Access:
     ledger_id: str | None = None  # the ledger row's request id (x-spend-request-id)
     forwarded_at: float | None = None  # admitted: the call goes upstream now
     answered_at: float | None = None  # the response to the client was prepared
+    upstream_request_id: str | None = None  # the upstream's own x-request-id, if it sent one
     denied_source: str | None = None  # a spend-limit 429: where the limit came from
     fail_open: bool = False  # admitted unchecked because a store failed (on_store_error)
     reserved: bool = False  # holds a reservation (mode "reserve")
@@ -47,6 +51,7 @@ class Access:
     cost_micros: int | None = None
     estimated: bool = False
     store_error: tuple[str, str] | None = None  # (store, operation) of a 503, set by middleware
+    on_reserve: Callable[[], None] | None = None  # rule 1
 
     def called(self, model: str, upstream: str, ledger_id: str) -> None:
         """The call is parsed, routed to ``upstream`` and priced."""
@@ -60,12 +65,22 @@ class Access:
             self.denied_source = "none" if source is None else source.value
             return
         self.fail_open = admission.store_error
-        self.reserved = admission.reservation_id is not None
+        if admission.reservation_id is not None:
+            self.reserved = True
+            if self.on_reserve is not None:
+                self.on_reserve()
         self.forwarded_at = time.perf_counter()
 
     def settled(self, entry: LedgerEntry) -> None:
-        """The call was charged: ``entry`` is its ledger row."""
-        self.usage, self.cost_micros, self.estimated = entry.usage, entry.cost_micros, entry.estimated
+        """The call was charged: ``entry`` is its ledger row (whose model names a passthrough
+        call that named none: the model its answer reported)."""
+        self.usage, self.cost_micros, self.estimated = (
+            entry.usage,
+            entry.cost_micros,
+            entry.estimated,
+        )
+        if not self.model:
+            self.model = entry.model
 
 
 ACCESS = web.RequestKey("access", Access)

@@ -44,6 +44,7 @@ from limits.ports import Clock, CounterStore, Directory, LedgerStore, Spool
 from limits.pricing import Price, price_from_usd_per_mtok
 from limits.recorder import LedgerRecorder
 from limits.refresher import Refresher
+from limits.spent_cache import SpentCache
 from limits.store.clock import SystemClock
 from limits.store.memory import MemoryCounterStore
 from limits.store.prices import load_price_table
@@ -66,8 +67,11 @@ from proxy.keys import (
     SETTINGS,
     UPSTREAMS,
 )
+from proxy.metrics import METRICS, Metrics, metrics_endpoint
+from proxy.middleware import access_middleware, on_response_prepare
 from proxy.request_ids import RequestIds
 from proxy.routing import Router
+from proxy.service_metrics import Services
 from proxy.settings import Settings
 
 __all__ = ["RECORDER", "STORES", "Stores", "create_app", "price_overrides"]
@@ -113,19 +117,24 @@ def create_app(
 
     ``directory`` and ``ledger`` replace the SQL store when both are given. ``prices`` skips
     reading litellm's map (tests share one table). ``worker`` (``serve`` with several workers)
-    gives the process its own spool file, ``<spool_path>.<worker>``. Raises ``ConfigError``
+    gives the process its own spool file, ``<spool_path>.<worker>``, and puts its metrics in
+    prometheus-client's multiprocess mode (``proxy/metrics.py`` rule 5). Raises ``ConfigError``
     when the price map cannot be read, or when ``admin_token`` is empty on a non-loopback host.
     """
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[error_middleware, access_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[ROUTER] = Router(settings.upstreams)
     app[PRICES] = prices or load_price_table(price_overrides(settings))
     app[REQUEST_IDS] = RequestIds()
+    app[METRICS] = Metrics(multiprocess=worker is not None)  # workers share metric files
+    app.on_response_prepare.append(on_response_prepare)  # x-request-id on every answer
     app.add_subapp(ADMIN_PREFIX, admin_app(settings))  # before client routes: no catch-all wins
     app.add_routes(client_routes(settings.passthrough_paths))
+    app.router.add_get("/metrics", metrics_endpoint)
     app.cleanup_ctx.append(_stores_ctx(counters, directory, ledger))
     app.cleanup_ctx.append(_services_ctx(spool, worker))
     app.cleanup_ctx.append(_upstreams_ctx)
@@ -173,7 +182,9 @@ def _unreachable() -> Any:
     raise AssertionError("unreachable: each store is injected or owned")
 
 
-def _recorder(app: web.Application, spool: Spool | None, worker: int | None) -> LedgerRecorder:
+def _recorder(
+    app: web.Application, spool: Spool | None, worker: int | None, spent: SpentCache
+) -> LedgerRecorder:
     storage, stores = app[SETTINGS].storage, app[STORES]
     path = storage.spool_path if worker is None else f"{storage.spool_path}.{worker}"
     return LedgerRecorder(
@@ -184,10 +195,13 @@ def _recorder(app: web.Application, spool: Spool | None, worker: int | None) -> 
         batch_size=storage.ledger_batch_size,
         queue_max=storage.ledger_queue_max,
         clock=app[CLOCK],
+        on_charged=spent.landed,  # the read cache stops adding charges the counters now have
     )
 
 
-def _enforcer(app: web.Application, directory: Directory, sink: LedgerRecorder) -> Enforcer:
+def _enforcer(
+    app: web.Application, directory: Directory, sink: LedgerRecorder, spent: SpentCache
+) -> Enforcer:
     enforcement = app[SETTINGS].enforcement
     return Enforcer(
         directory=directory,
@@ -197,6 +211,7 @@ def _enforcer(app: web.Application, directory: Directory, sink: LedgerRecorder) 
         mode=Mode(enforcement.mode),
         on_store_error=OnStoreError(enforcement.on_store_error),
         reservation_ttl_s=enforcement.reservation_ttl_s,
+        spent_cache=spent,
     )
 
 
@@ -217,15 +232,18 @@ def _services_ctx(spool: Spool | None, worker: int | None) -> CleanupCtx:
         directory = CachedDirectory(
             stores.directory, clock=clock, poll_interval_s=settings.storage.cache_poll_interval_s
         )
-        recorder = _recorder(app, spool, worker)
+        spent = SpentCache(stores.counters, max_age_s=settings.enforcement.spent_cache_s)
+        recorder = _recorder(app, spool, worker, spent)
         app[RECORDER], app[DIRECTORY] = recorder, directory
-        app[ENFORCER] = _enforcer(app, directory, recorder)
+        app[ENFORCER] = _enforcer(app, directory, recorder, spent)
         app[PROBES] = (("counters", stores.counters.ping), ("database", stores.directory.revision))
         recorder.start()
         refresher.start()
         directory.start()
+        app[METRICS].watch(Services(recorder, directory, refresher))
         yield
         try:
+            await app[METRICS].close()
             await directory.stop()
             await refresher.stop()
         finally:  # whatever else fails, the ledger is drained (SPEC §8 inv. 4)

@@ -7,8 +7,8 @@ Rules
    ``x-api-key: <key>`` (as the Anthropic SDK does). Only its SHA-256 digest is looked up
    (``limits.keys.hash_key``), through the per-process ``CachedDirectory``: no database query
    per request.
-3. Missing or unknown key -> 401 ``invalid_api_key``. A store failure -> 503: authentication
-   never fails open (SPEC §2), unlike the spend check.
+3. Missing, unknown or non-ASCII key -> 401 ``invalid_api_key``. A store failure -> 503:
+   authentication never fails open (SPEC §2), unlike the spend check.
 4. The key is never logged, not even in part.
 """
 
@@ -48,6 +48,9 @@ async def _authenticate(request: web.Request) -> Principal:
         raise InvalidApiKey(
             "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
         )
+    if not key.isascii():  # every real key is ASCII; others (e.g. bytes that are not UTF-8,
+        # kept by aiohttp as surrogates) cannot be hashed as UTF-8 and match nothing anyway
+        raise InvalidApiKey("Incorrect API key provided.")
     try:
         principal = await request.app[DIRECTORY].principal_for_key(hash_key(key))
     except StoreError as exc:

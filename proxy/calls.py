@@ -38,6 +38,7 @@ from limits import Denied, Price, Usage, cost_micros
 from limits.enforcer import Admission, Mode
 from limits.errors import StoreError
 from limits.ports import LedgerEntry, Principal
+from proxy.access import access_of
 from proxy.endpoints import ENDPOINTS, Endpoint
 from proxy.errors import (
     InvalidJson,
@@ -194,7 +195,7 @@ def new_call(
 ) -> Call:
     """A :class:`Call` with a fresh request id and start time; ``sent`` is the upstream body."""
     options = body.get("stream_options")
-    return Call(
+    call = Call(
         endpoint=endpoint,
         principal=request[PRINCIPAL],
         model=model,
@@ -207,6 +208,8 @@ def new_call(
         request_id=request.app[REQUEST_IDS].new(request.headers.get("x-request-id")),
         started_at=request.app[CLOCK].now(),
     )
+    access_of(request).called(model, route.upstream, call.request_id)
+    return call
 
 
 def spend_headers(admission: Admission, call: Call) -> dict[str, str]:
@@ -235,6 +238,7 @@ async def admit(request: web.Request, call: Call) -> Admission:
         admission = await enforcer.admit(call.principal, estimate_micros)
     except StoreError as exc:
         raise ServiceUnavailable("The spend counters are unavailable; retry later.") from exc
+    access_of(request).admitted(admission)
     if admission.store_error:
         log.warning("spend check skipped for user %d: store error", call.principal.user_id)
     if isinstance(admission.decision, Denied):
@@ -273,4 +277,5 @@ def settle(
         started_at=call.started_at,
         charged_at=clock.now(),
     )
+    access_of(request).settled(entry)
     request.app[ENFORCER].settle(admission, entry)

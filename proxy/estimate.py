@@ -3,7 +3,8 @@
 1. Before a call, in enforcement mode ``reserve``: an upper-bound-ish cost to reserve
    (:func:`reservation_usage`): input = request text / 4, output = the request's own
    ``max_completion_tokens``/``max_tokens``/``max_output_tokens`` if given, else the model's
-   maximum output (from the price table) capped by ``max_estimate_output_tokens``.
+   maximum output (from the price table) capped by ``max_estimate_output_tokens``; times
+   ``n`` / ``best_of`` when the request asks for several outputs.
 2. After a stream that ended without a usage block (client disconnect, upstream cut): the charge
    is ``request text / 4`` input tokens and ``relayed text / 4`` output tokens
    (:func:`fallback_usage`), and the ledger row is marked ``estimated`` (SPEC §3).
@@ -51,6 +52,7 @@ __all__ = [
 CHARS_PER_TOKEN = 4
 _PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
 _OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+_CHOICES_KEYS = ("n", "best_of")  # OpenAI chat / legacy completions: several outputs per call
 # Keys of stream events that are metadata, not generated text.
 _METADATA_KEYS = frozenset(
     {"id", "object", "created", "model", "system_fingerprint", "service_tier", "type", "role"}
@@ -124,7 +126,14 @@ def reservation_usage(
         output = requested
     else:
         output = min(model_max_output_tokens or cap_tokens, cap_tokens)
-    return Usage(input_tokens=_tokens(request_text_chars(body)), output_tokens=output)
+    # The output cap is per choice: ``n`` choices (``best_of`` candidates) can each reach it.
+    choices = max((_int(body.get(key)) for key in _CHOICES_KEYS), default=1)
+    return Usage(input_tokens=_tokens(request_text_chars(body)), output_tokens=output * choices)
+
+
+def _int(value: Any) -> int:
+    """A positive JSON integer, else 1."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 class TextMeter:

@@ -15,7 +15,12 @@ Rules
    request and the relayed text, keeping any partial usage the stream reported). An
    uncharged endpoint (``count_tokens``) only releases its admission.
 3. Every proxied answer carries the ``x-spend-*`` headers (``calls.spend_headers``).
-4. ``GET /readyz`` pings every store (2 s each, concurrently): 200, or 503 naming the failed ones.
+4. ``GET /readyz`` pings every store (2 s each, concurrently) and names each one's state:
+   ``{"status": "ok", "checks": {"counters": "ok", "database": "ok"}}``; 503 with
+   ``"status": "unavailable"`` when any store is ``"unavailable"``.
+5. The Responses API's WebSocket transport (``GET /v1/responses`` with ``Upgrade: websocket``,
+   which Codex CLI tries first) is not offered: 426 ``websocket_not_supported`` makes clients
+   fall back to HTTP at once (a 405 makes Codex retry five times first).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from proxy.calls import (
     settle,
     spend_headers,
 )
-from proxy.errors import ServiceUnavailable
+from proxy.errors import ProxyError, ServiceUnavailable
 from proxy.estimate import fallback_usage, request_text_chars
 from proxy.forwarding import Upstreams, client_headers
 from proxy.keys import ENFORCER, PRINCIPAL, PROBES, SETTINGS, UPSTREAMS, Probe
@@ -171,23 +176,33 @@ async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
 
-async def _failed(probe: Probe) -> str | None:
+async def _check(probe: Probe) -> tuple[str, str]:
     name, check = probe
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
             await check()
     except (StoreError, TimeoutError):
-        return name
-    return None
+        return name, "unavailable"
+    return name, "ok"
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz`` (rule 5)."""
-    results = await asyncio.gather(*(_failed(probe) for probe in request.app[PROBES]))
-    failed = [name for name in results if name is not None]
-    if failed:
-        return _json({"status": "unavailable", "failed": failed}, status=503)
-    return _json({"status": "ready"})
+    """``GET /readyz`` (rule 4)."""
+    checks = dict(await asyncio.gather(*(_check(probe) for probe in request.app[PROBES])))
+    ready = all(state == "ok" for state in checks.values())
+    payload = {"status": "ok" if ready else "unavailable", "checks": checks}
+    return _json(payload, status=200 if ready else 503)
+
+
+async def responses_websocket(request: web.Request) -> web.Response:
+    """``GET /v1/responses`` (rule 5). Raises 426, or 405 when it is no WebSocket upgrade."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise web.HTTPMethodNotAllowed("GET", ["POST"])
+    message = "This proxy serves the Responses API over HTTP only: POST /v1/responses."
+    upgrade = {"Upgrade": "HTTP/1.1"}  # RFC 9110 §15.5.22: name the protocol to use
+    raise ProxyError(
+        426, "invalid_request_error", "websocket_not_supported", message, None, upgrade
+    )
 
 
 def client_routes(passthrough_paths: Sequence[str] = ()) -> list[web.RouteDef]:
@@ -201,6 +216,7 @@ def client_routes(passthrough_paths: Sequence[str] = ()) -> list[web.RouteDef]:
     return [
         *routes,
         *model_routes(),
+        web.get("/v1/responses", responses_websocket),
         web.get("/v1/usage", usage_status),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),

@@ -83,7 +83,9 @@ class ServiceCollector:
         for family in self._request_errors.collect():
             for sample in family.samples:
                 if sample.name.endswith("_total"):
-                    errors.add_metric((sample.labels["store"], sample.labels["operation"]), sample.value)
+                    errors.add_metric(
+                        (sample.labels["store"], sample.labels["operation"]), sample.value
+                    )
         services = self.services
         if services is not None:
             for labels, count in services.failures():

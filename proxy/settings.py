@@ -72,6 +72,7 @@ class EnforcementSettings(_Section):
     on_store_error: Literal["allow", "deny"] = "allow"
     reservation_ttl_s: float = Field(600.0, gt=0)
     max_estimate_output_tokens: int = Field(32_768, ge=1)
+    spent_cache_s: float = Field(0.05, ge=0, le=10)  # limits/spent_cache.py; 0: no cache
 
 
 class UpstreamSettings(_Section):
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     unpriced_models: Literal["deny", "allow"] = "deny"
     passthrough_paths: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"  # proxy/logs.py
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()

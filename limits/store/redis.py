@@ -6,13 +6,12 @@ Rules
 1. One round trip per call. Each operation is one command (a plain ``GET`` for
    :meth:`~RedisCounterStore.read_spent`, else one EVALSHA); a batch of charges is one EVALSHA
    per user (rule 8), and several users' EVALSHAs go in one non-transactional pipeline: atomic
-   per user, not per batch, as the port asks.
-2. Scripts are cached server-side and called by SHA (``EVALSHA``) straight through the client:
-   no redis-py ``Script`` objects, whose per-call bookkeeping cost more than the command. On
-   NOSCRIPT (a FLUSHALL, SCRIPT FLUSH or a restarted, empty Redis) the script did not run: it is
-   loaded and the call sent again, so callers never see it.
-3. No ``redis`` exception leaves this module: :func:`map_exceptions` turns timeouts into
-   ``StoreTimeout`` and every other ``RedisError`` or ``OSError`` into ``StoreUnavailable``.
+   per user, not per batch, as the port asks. ``reserve`` and ``release`` calls made in the
+   same turn of the event loop share one pipeline (``ScriptBatcher``), each still one atomic
+   EVALSHA: under concurrency, one write and one read serve them all.
+2. Scripts are called by SHA and reloaded on NOSCRIPT, and no ``redis`` exception leaves this
+   package: ``limits/store/redis_calls.py`` (so a FLUSHALL, SCRIPT FLUSH or a restarted, empty
+   Redis needs nothing from the caller).
 4. A dead Redis must not hang a request: short connect/read timeouts, a bounded pool that waits
    at most as long for a free connection, and one immediate retry on ``ConnectionError`` only
    (a stale pooled connection after a restart). A timeout is never retried: the script may have
@@ -31,25 +30,28 @@ Rules
 
 from __future__ import annotations
 
-import hashlib
 import math
 import secrets
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from limits.errors import StoreTimeout, StoreUnavailable
 from limits.periods import BoundsCache, Period, PeriodKind
 from limits.ports import Charge, Clock
 from limits.store import redis_scripts
+from limits.store.redis_calls import (
+    LuaScript,
+    ScriptBatcher,
+    eval_many,
+    eval_script,
+    map_exceptions,
+    store_error,
+)
 from limits.store.redis_scripts import redis_key
 
 __all__ = ["COUNTER_GRACE_S", "PENDING_TTL_S", "RedisCounterStore", "map_exceptions"]
@@ -64,38 +66,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _CHARGES_PER_CALL = 100  # rule 8
 
-_Call = tuple[list[str], list[str | int]]  # KEYS and ARGV of one EVALSHA
+_KeysArgs = tuple[list[str], list[str | int]]  # KEYS and ARGV of one EVALSHA
 
-
-@dataclass(frozen=True, slots=True)
-class _Script:
-    """A Lua script and the SHA1 that EVALSHA names it by."""
-
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> _Script:
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
-
-
-_CHARGE = _Script.of(redis_scripts.CHARGE)
-_RESERVE = _Script.of(redis_scripts.RESERVE)
-_READ = _Script.of(redis_scripts.READ)
-_RELEASE = _Script.of(redis_scripts.RELEASE)
-_REBASE = _Script.of(redis_scripts.REBASE)
-_LEAD = _Script.of(redis_scripts.LEAD)
-
-
-@contextmanager
-def map_exceptions() -> Iterator[None]:
-    """Re-raise driver errors as ``StoreTimeout`` / ``StoreUnavailable`` (httpcore style)."""
-    try:
-        yield
-    except (redis.exceptions.TimeoutError, TimeoutError) as exc:
-        raise StoreTimeout(f"redis did not answer in time: {exc}") from exc
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise StoreUnavailable(f"redis is unavailable: {exc}") from exc
+_CHARGE = LuaScript.of(redis_scripts.CHARGE)
+_RESERVE = LuaScript.of(redis_scripts.RESERVE)
+_READ = LuaScript.of(redis_scripts.READ)
+_RELEASE = LuaScript.of(redis_scripts.RELEASE)
+_REBASE = LuaScript.of(redis_scripts.REBASE)
+_LEAD = LuaScript.of(redis_scripts.LEAD)
 
 
 def epoch_ms(at: datetime) -> int:
@@ -132,6 +110,7 @@ class RedisCounterStore:
         self._pending_ttl_ms = _ttl_ms(pending_ttl_s)
         self._owner = secrets.token_hex(16)  # identifies this store as a lease holder
         self._periods = BoundsCache()
+        self._batcher = ScriptBatcher(client)
 
     @classmethod
     def from_url(
@@ -158,17 +137,6 @@ class RedisCounterStore:
         )
         return cls(Redis.from_pool(pool), clock=clock, prefix=prefix)
 
-    async def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """One EVALSHA; on NOSCRIPT (the script did not run) load it and send it again (rule 2).
-
-        Raises ``redis`` exceptions: callers wrap them in :func:`map_exceptions`.
-        """
-        try:
-            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            await self._client.script_load(script.source)
-            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
-
     def _period_keys(self, user_id: int, period: Period) -> list[str]:
         """Counter, reservation amounts and reservation expiries of one user and period."""
         return [
@@ -185,7 +153,8 @@ class RedisCounterStore:
         """``(spent_micros, reserved_micros)``; reserved counts live reservations only."""
         now_ms = epoch_ms(self._clock.now())
         with map_exceptions():
-            spent, reserved = await self._eval(_READ, self._period_keys(user_id, period), [now_ms])
+            keys = self._period_keys(user_id, period)
+            spent, reserved = await eval_script(self._client, _READ, keys, [now_ms])
         return int(spent), int(reserved)
 
     async def read_spent(self, user_id: int, period: Period) -> int:
@@ -212,7 +181,7 @@ class RedisCounterStore:
             _ttl_ms(ttl_s),
         ]
         with map_exceptions():
-            admitted, spent, reserved = await self._eval(
+            admitted, spent, reserved = await self._batcher.call(
                 _RESERVE, self._period_keys(user_id, period), args
             )
         return bool(admitted), int(spent), int(reserved)
@@ -221,31 +190,29 @@ class RedisCounterStore:
         """Drop a reservation; releasing an unknown or released one does nothing."""
         keys = self._period_keys(user_id, period)[1:]
         with map_exceptions():
-            await self._eval(_RELEASE, keys, [reservation_id])
+            await self._batcher.call(_RELEASE, keys, [reservation_id])
 
-    def _charge_call(self, user_id: int, charges: Sequence[Charge], now_ms: int) -> _Call:
+    def _charge_call(self, user_id: int, charges: Sequence[Charge], now_ms: int) -> _KeysArgs:
         """KEYS and ARGV of one ``CHARGE`` for some charges of one user (rule 8)."""
-        added: dict[str, list[int]] = {}  # counter key -> [micros, ttl ms]
+        added: dict[str, int] = {}  # period key -> micros
+        periods: dict[str, Period] = {}
         members: list[str | int] = []
         releases: dict[str, list[str]] = {}  # reservation period key -> ids
         for charge in charges:
             for kind in PeriodKind:
                 period = self._periods.bounds(kind, charge.charged_at)
-                key = redis_key(self._prefix, user_id, "c", period.key)
-                counter = added.get(key)
-                if counter is None:
-                    added[key] = [charge.cost_micros, self._counter_ttl_ms(period, now_ms)]
+                if period.key in added:
+                    added[period.key] += charge.cost_micros
                 else:
-                    counter[0] += charge.cost_micros
+                    added[period.key], periods[period.key] = charge.cost_micros, period
             members += (epoch_ms(charge.charged_at), _pending_member(charge))
             if charge.reservation_id is not None and charge.reservation_period is not None:
-                releases.setdefault(charge.reservation_period.key, []).append(
-                    charge.reservation_id
-                )
-        keys = [redis_key(self._prefix, user_id, "p"), *added]
+                releases.setdefault(charge.reservation_period.key, []).append(charge.reservation_id)
+        keys = [redis_key(self._prefix, user_id, "p")]
         args: list[str | int] = [len(added), self._pending_ttl_ms, len(charges)]
-        for micros, ttl_ms in added.values():
-            args += (micros, ttl_ms)
+        for period_key, micros in added.items():
+            keys.append(redis_key(self._prefix, user_id, "c", period_key))
+            args += (micros, self._counter_ttl_ms(periods[period_key], now_ms))
         args += members
         for period_key, ids in releases.items():
             keys += (
@@ -256,7 +223,7 @@ class RedisCounterStore:
             args += ids
         return keys, args
 
-    def _charge_calls(self, charges: Sequence[Charge]) -> list[_Call]:
+    def _charge_calls(self, charges: Sequence[Charge]) -> list[_KeysArgs]:
         now_ms = epoch_ms(self._clock.now())
         by_user: dict[int, list[Charge]] = {}
         for charge in charges:
@@ -271,34 +238,12 @@ class RedisCounterStore:
         """Count, mark pending and settle each charge: one round trip (rules 7 and 8)."""
         if not charges:
             return
-        calls = self._charge_calls(charges)
+        calls = [(_CHARGE, keys, args) for keys, args in self._charge_calls(charges)]
         with map_exceptions():
-            if len(calls) == 1:
-                keys, args = calls[0]
-                await self._eval(_CHARGE, keys, args)  # reloads the script on NOSCRIPT
-                return
-            missing = await self._charge_pipelined(calls)
-            if missing:  # NOSCRIPT: those scripts did not run, so running them again is safe
-                await self._client.script_load(_CHARGE.source)
-                if await self._charge_pipelined(missing):
-                    raise redis.exceptions.NoScriptError("CHARGE is missing after SCRIPT LOAD")
-
-    async def _charge_pipelined(self, calls: Sequence[_Call]) -> list[_Call]:
-        """Run ``CHARGE`` for each call in one pipeline; returns the calls that got NOSCRIPT.
-
-        Raises the first other error.
-        """
-        async with self._client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(_CHARGE.sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-        missing = []
-        for call, result in zip(calls, results, strict=True):
-            if isinstance(result, redis.exceptions.NoScriptError):
-                missing.append(call)
-            elif isinstance(result, Exception):
-                raise result
-        return missing
+            results = await eval_many(self._client, calls)  # NOSCRIPT: only those sent again
+        for result in results:
+            if isinstance(result, Exception):
+                raise store_error(result)
 
     async def committed(self, charges: Sequence[Charge]) -> None:
         """Remove the charges from their users' pending sets, in one pipeline."""
@@ -330,7 +275,7 @@ class RedisCounterStore:
                 self._counter_ttl_ms(period, now_ms),
             ]
         with map_exceptions():
-            await self._eval(_REBASE, keys, args)
+            await eval_script(self._client, _REBASE, keys, args)
 
     async def try_lead(self, name: str, ttl_s: float) -> bool:
         """Take or renew the lease ``name`` for ``ttl_s`` seconds (Redis server time).
@@ -339,7 +284,7 @@ class RedisCounterStore:
         """
         keys = [redis_key(self._prefix, None, "lead", name)]
         with map_exceptions():
-            held = await self._eval(_LEAD, keys, [self._owner, _ttl_ms(ttl_s)])
+            held = await eval_script(self._client, _LEAD, keys, [self._owner, _ttl_ms(ttl_s)])
         return bool(held)
 
     async def ping(self) -> None:
@@ -348,6 +293,7 @@ class RedisCounterStore:
             await self._client.ping()
 
     async def close(self) -> None:
-        """Close the client and its pool."""
+        """Close the client and its pool (calls still being sent fail with ``StoreError``)."""
+        await self._batcher.close()
         with map_exceptions():
             await self._client.aclose()

@@ -29,7 +29,7 @@ from limits.store import sql_accounts as accounts
 from limits.store import sql_ledger as ledger
 from limits.store import sql_limits as limits
 from limits.store.migrations import Progress, current_version, migrate
-from limits.store.sql_engine import create_engine, map_errors, transaction
+from limits.store.sql_engine import create_engine, map_errors, single_statement, transaction
 
 __all__ = ["SqlStore"]
 
@@ -92,7 +92,7 @@ class SqlStore:
             return await limits.get_user_limits(conn, user_id)
 
     async def revision(self) -> int:
-        async with transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:  # every second: kept cheap
             return await limits.revision(conn)
 
     # -- LedgerStore -----------------------------------------------------------------------
@@ -101,7 +101,7 @@ class SqlStore:
         """Insert ledger rows idempotently (by ``request_id``); returns rows actually new."""
         if not entries:
             return 0
-        async with transaction(self._engine, write=True) as conn:
+        async with single_statement(self._engine, write=True) as conn:  # one statement per batch
             return await ledger.insert_entries(conn, entries)
 
     async def totals(self, periods: Sequence[Period]) -> dict[int, dict[Period, int]]:

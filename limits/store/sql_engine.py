@@ -13,6 +13,13 @@ Rules
    waits, plain ``StoreError`` for errors of the statement itself (integrity, syntax, data:
    retrying cannot help), ``StoreUnavailable`` for everything else (refused, dropped, missing
    database or table). ``limits`` errors raised inside a transaction pass through unchanged.
+4. Postgres connections are in autocommit mode unless :func:`transaction` opens one (``BEGIN``
+   ... ``COMMIT``). A pooled connection is pinged before use (``pool_pre_ping``, so a restarted
+   server costs no failed call); asyncpg wraps that ping in ``BEGIN``/``ROLLBACK`` unless the
+   connection is in autocommit mode, so this keeps a ping at one round trip, and lets
+   :func:`single_statement` run one statement (the 1 s revision poll, a ledger batch) in two
+   round trips instead of six. SQLite always takes a transaction: it is local, and a batch of
+   rows must share one commit (one fsync).
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from limits.errors import ConfigError, LimitsError, StoreError, StoreTimeout, StoreUnavailable
 
-__all__ = ["async_url", "create_engine", "map_errors", "transaction", "upsert_insert"]
+__all__ = [
+    "async_url",
+    "create_engine",
+    "map_errors",
+    "single_statement",
+    "transaction",
+    "upsert_insert",
+]
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _ALIASES = {"postgres": "postgresql"}
@@ -39,6 +53,7 @@ _SQLITE_BUSY_TIMEOUT_S = 30.0
 _PG_CONNECT_TIMEOUT_S = 10.0
 _PG_COMMAND_TIMEOUT_S = 60.0
 _BEGIN_OPTION = "spend_proxy_sqlite_begin"
+_PG_TRANSACTION_ISOLATION = "READ COMMITTED"  # Postgres's default, set where a BEGIN is wanted
 # Errors that mean "this statement is wrong", not "the database is unwell": retrying won't help.
 _BUG_ERRORS = (exc.IntegrityError, exc.ProgrammingError, exc.DataError, exc.NotSupportedError)
 
@@ -72,7 +87,9 @@ def create_engine(url: str) -> AsyncEngine:
         _install_sqlite_hooks(engine)
         return engine
     connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": _PG_COMMAND_TIMEOUT_S}
-    return create_async_engine(target, pool_pre_ping=True, connect_args=connect_args)
+    return create_async_engine(
+        target, pool_pre_ping=True, isolation_level="AUTOCOMMIT", connect_args=connect_args
+    )
 
 
 def _probe_sqlite_file(path: str) -> None:
@@ -149,10 +166,27 @@ async def transaction(
     """
     with map_errors():
         async with engine.connect() as conn:
-            if write and engine.dialect.name == "sqlite":
+            if engine.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level=_PG_TRANSACTION_ISOLATION)
+            elif write:
                 await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
+
+
+@asynccontextmanager
+async def single_statement(
+    engine: AsyncEngine, *, write: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """A connection for ONE statement: autocommit on Postgres (rule 4), where a statement is
+    atomic by itself; a :func:`transaction` on SQLite. Raises ``StoreError``."""
+    if engine.dialect.name != "postgresql":
+        async with transaction(engine, write=write) as conn:
+            yield conn
+        return
+    with map_errors():
+        async with engine.connect() as conn:
+            yield conn
 
 
 def upsert_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:

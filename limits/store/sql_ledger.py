@@ -7,10 +7,13 @@ Rules
 5. Inserts use ONE statement text whatever the batch size. Drivers cache prepared statements by
    text (asyncpg 100 per connection, sqlite3 128), and SQLAlchemy's "insertmanyvalues" renders
    a multi-row ``VALUES`` text per batch size: every new size used to prepare (and keep) one
-   more, ever larger, statement. Postgres: ``INSERT ... SELECT * FROM unnest($1::varchar[],
-   ...) ... RETURNING id``, one array per column, so a batch is one execute of one prepared
-   statement; the returned ids count the new rows. SQLite: ``executemany`` of the one-row
-   statement (sqlite3 loops in C over one prepared statement); its rowcount is the new rows.
+   more, ever larger, statement. Postgres: ``INSERT ... SELECT ... FROM json_to_recordset($1)
+   ... RETURNING id``: the batch travels as ONE JSON text (orjson, in C; per-column arrays cost
+   asyncpg an ``isinstance`` against ``collections.abc`` per element), one execute of one
+   prepared statement; the returned ids count the new rows. SQLite likewise reads one JSON
+   text with ``json_each`` (SQLAlchemy's executemany would process every parameter of every
+   row in Python), times written exactly as SQLAlchemy stores them (:func:`_sqlite_time`); its
+   rowcount counts the new rows.
 2. :func:`totals` answers every period in ONE query: conditional sums over the widest window,
    served by the ``(charged_at, user_id)`` index.
 3. Periods are half-open ``[start_at, end_at)`` by ``charged_at`` (``limits.periods``).
@@ -21,10 +24,11 @@ Rules
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     ColumnElement,
     String,
@@ -38,15 +42,12 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import TypeEngine
 
 from limits.errors import InvalidValue
 from limits.periods import Period
 from limits.ports import LedgerEntry
 from limits.store.schema import UtcDateTime, groups, ledger, memberships, users
-from limits.store.sql_engine import upsert_insert
 
 __all__ = ["GROUP_BY", "insert_entries", "spend", "totals", "user_ids", "user_total"]
 
@@ -91,32 +92,68 @@ _COLUMNS = (  # the ledger columns a row sets, in _row() order
 )
 
 
-def _pg_array_type(column: str) -> TypeEngine[Any]:
-    """The Postgres array type of one ledger column (``varchar[]``, ``bigint[]``, ...)."""
+def _pg_type(column: str) -> str:
+    """The Postgres type a JSON field of ``column`` is read as."""
     column_type = ledger.c[column].type
     if isinstance(column_type, String):
-        return ARRAY(String())
+        return "varchar"
     if isinstance(column_type, Boolean):
-        return ARRAY(Boolean())
+        return "boolean"
     if isinstance(column_type, UtcDateTime):
-        return ARRAY(UtcDateTime())
-    return ARRAY(BigInteger())
+        return "timestamptz"
+    return "bigint"
 
 
-def _pg_unnest_insert() -> TextClause:
-    """Rule 5: one text for every batch size; each column comes as one typed array."""
+def _pg_json_insert() -> TextClause:
+    """Rule 5: one statement text for every batch size; the rows come as one JSON array."""
     names = ", ".join(_COLUMNS)
-    arrays = ", ".join(f":{column}" for column in _COLUMNS)
+    record = ", ".join(f"{column} {_pg_type(column)}" for column in _COLUMNS)
     statement = text(
-        f"INSERT INTO ledger ({names}) SELECT * FROM unnest({arrays}) "
+        f"INSERT INTO ledger ({names}) SELECT {names} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS r({record}) "
         "ON CONFLICT (request_id) DO NOTHING RETURNING id"
     )
-    return statement.bindparams(
-        *(bindparam(column, type_=_pg_array_type(column)) for column in _COLUMNS)
+    return statement.bindparams(bindparam("rows", type_=String()))
+
+
+_PG_INSERT = _pg_json_insert()
+
+
+def _sqlite_json_insert() -> TextClause:
+    """Rule 5 on SQLite: one statement text, the rows as one JSON array (``json_each``)."""
+    names = ", ".join(_COLUMNS)
+    values = ", ".join(f"value ->> '{column}'" for column in _COLUMNS)
+    statement = text(
+        f"INSERT INTO ledger ({names}) SELECT {values} FROM json_each(:rows) "
+        "WHERE true ON CONFLICT (request_id) DO NOTHING"  # WHERE: SQLite's upsert-parse rule
     )
+    return statement.bindparams(bindparam("rows", type_=String()))
 
 
-_PG_INSERT = _pg_unnest_insert()
+_SQLITE_INSERT = _sqlite_json_insert()
+
+
+def _aware(at: datetime) -> datetime:
+    """``at``, unless it is naive (no UTC meaning). Raises ``ValueError``."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("naive datetime: the store takes timezone-aware UTC times only")
+    return at
+
+
+def _sqlite_time(at: datetime) -> str:
+    """``at`` as ``UtcDateTime`` stores it on SQLite: naive UTC, SQLAlchemy's fixed-width text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), so text order is time order."""
+    return _aware(at).astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _rows_json(conn: AsyncConnection, rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON array; times RFC 3339 with offset (Postgres) or as SQLite stores
+    them. Naive times are refused, as ``UtcDateTime`` does."""
+    time_text = _aware if conn.dialect.name == "postgresql" else _sqlite_time
+    for row in rows:
+        row["started_at"] = time_text(row["started_at"])
+        row["charged_at"] = time_text(row["charged_at"])
+    return orjson.dumps(rows).decode()
 
 
 async def insert_entries(conn: AsyncConnection, entries: Sequence[LedgerEntry]) -> int:
@@ -124,13 +161,10 @@ async def insert_entries(conn: AsyncConnection, entries: Sequence[LedgerEntry]) 
     unique = {entry.request_id: entry for entry in reversed(entries)}  # first occurrence wins
     if not unique:
         return 0
-    rows = [_row(entry) for entry in unique.values()]
+    rows = _rows_json(conn, [_row(entry) for entry in unique.values()])
     if conn.dialect.name == "postgresql":
-        columns = {column: [row[column] for row in rows] for column in _COLUMNS}
-        result = await conn.execute(_PG_INSERT, columns)
-        return len(result.all())
-    stmt = upsert_insert(conn, ledger).on_conflict_do_nothing(index_elements=[ledger.c.request_id])
-    return (await conn.execute(stmt, rows)).rowcount  # executemany: one statement, summed counts
+        return len((await conn.execute(_PG_INSERT, {"rows": rows})).all())
+    return (await conn.execute(_SQLITE_INSERT, {"rows": rows})).rowcount
 
 
 def _within(period: Period) -> ColumnElement[bool]:

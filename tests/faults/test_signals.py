@@ -67,9 +67,7 @@ async def test_sigterm_during_traffic_drains_flushes_and_exits_0(deploy: Deploy)
     deployment = await deploy(replicas=1, options=Options(ledger_flush_interval_s=FLUSH_S))
     proxy = deployment.proxies[0]
     stop = asyncio.Event()
-    traffic = asyncio.create_task(
-        _traffic_until(deployment.urls, deployment.keys, "term-", stop)
-    )
+    traffic = asyncio.create_task(_traffic_until(deployment.urls, deployment.keys, "term-", stop))
     await asyncio.sleep(1.5)
     signalled_at = time.monotonic()
     proxy.signal(signal.SIGTERM)
@@ -94,9 +92,7 @@ async def test_sigkill_loses_at_most_one_flush_interval_of_charges(deploy: Deplo
     deployment = await deploy(replicas=1, options=Options(ledger_flush_interval_s=FLUSH_S))
     proxy = deployment.proxies[0]
     stop = asyncio.Event()
-    traffic = asyncio.create_task(
-        _traffic_until(deployment.urls, deployment.keys, "kill-", stop)
-    )
+    traffic = asyncio.create_task(_traffic_until(deployment.urls, deployment.keys, "kill-", stop))
     await asyncio.sleep(3.0)
     killed_at = time.monotonic()
     proxy.signal(signal.SIGKILL)

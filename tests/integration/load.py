@@ -20,7 +20,16 @@ from typing import Any
 import aiohttp
 import orjson
 
-__all__ = ["KINDS", "Call", "Outcome", "drive", "mixed_calls", "request_for", "while_"]
+__all__ = [
+    "KINDS",
+    "Call",
+    "Outcome",
+    "drive",
+    "eventually",
+    "mixed_calls",
+    "request_for",
+    "while_",
+]
 
 CHAT_MODELS = ("gpt-4o-mini", "gpt-4o", "test-model")
 EMBEDDING_MODEL = "text-embedding-3-small"
@@ -97,6 +106,16 @@ def mixed_calls(
         model = EMBEDDING_MODEL if kind == "embeddings" else rng.choice(CHAT_MODELS)
         calls.append(Call(f"{prefix}{n:05d}", n % replicas, rng.choice(users), kind, model))
     return calls
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Poll ``condition`` every 20 ms until true; the seconds it took. Fails after ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if condition():
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 def while_(condition: Callable[[], bool], calls: Iterable[Call]) -> Iterator[Call]:

@@ -1,22 +1,24 @@
 """An in-process proxy on the shared Redis (a unique key prefix) and a SQLite ledger, for the
 ``reserve`` mode tests (``test_reserve_*.py``).
 
-``ReserveRig`` holds the running app, a client, the test's own handles on the counters and the
-ledger, and an :class:`InFlight` tracker, so a test can wait until every proxy handler (also those
-of calls whose client gave up) has returned before it inspects Redis.
+The app is served as ``spend-proxy serve`` serves it (an ``AppRunner`` that does not cancel a
+handler whose client left). ``ReserveRig`` holds the running app, a client, the test's own
+handles on the counters and the ledger, and an :class:`InFlight` tracker, so a test can wait
+until every proxy handler (also those of calls whose client gave up) has returned before it
+inspects Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncio
+import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from limits import LimitConfig, PeriodKind, bounds
@@ -61,7 +63,7 @@ class InFlight:
 @dataclass
 class ReserveRig:
     app: web.Application
-    client: TestClient[web.Request, web.Application]
+    client: aiohttp.ClientSession
     store: SqlStore
     counters: RedisCounterStore
     redis: Redis
@@ -142,28 +144,37 @@ async def reserve_rig(
     """A started proxy (mode ``check`` or ``reserve``); its Redis keys are deleted at the end."""
     clock = FakeClock()  # frozen: a reservation can never expire, so a leak cannot hide
     settings = _settings(tmp_path, upstream_url, mode, timeout_s)
-    store = await SqlStore.connect(settings.storage.effective_database_url)
-    key, user_id = await _seed(store, clock, limit_micros)
-    # A pool larger than the test's concurrency: a pool wait past its timeout is a StoreTimeout,
-    # and on_store_error="allow" would then admit without a reservation.
-    counters = RedisCounterStore.from_url(
-        redis_url, clock=clock, prefix=prefix, max_connections=256
-    )
-    redis = Redis.from_url(redis_url)
-    app = create_app(
-        settings, clock=clock, counters=counters, prices=load_price_table(price_overrides(settings))
-    )
-    inflight = InFlight()
-    app.middlewares.append(inflight.middleware)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
+    async with AsyncExitStack() as stack:
+        store = await SqlStore.connect(settings.storage.effective_database_url)
+        stack.push_async_callback(store.close)
+        key, user_id = await _seed(store, clock, limit_micros)
+        redis = Redis.from_url(redis_url)
+        stack.push_async_callback(redis.aclose)
+        stack.push_async_callback(_delete_keys, redis, prefix)
+        # A pool larger than the test's concurrency: a pool wait past its timeout is a
+        # StoreTimeout, and on_store_error="allow" would then admit without a reservation.
+        counters = RedisCounterStore.from_url(
+            redis_url, clock=clock, prefix=prefix, max_connections=256
+        )
+        stack.push_async_callback(counters.close)
+        prices = load_price_table(price_overrides(settings))
+        app = create_app(settings, clock=clock, counters=counters, prices=prices)
+        inflight = InFlight()
+        app.middlewares.append(inflight.middleware)
+        # As ``spend-proxy serve`` runs it: handlers are NOT cancelled when their client goes
+        # away (aiohttp's TestServer cancels them; tests/proxy/test_reserve.py covers that).
+        runner = web.AppRunner(app, handler_cancellation=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        client = aiohttp.ClientSession(base_url=f"http://{host}:{port}")
+        stack.push_async_callback(client.close)
         yield ReserveRig(app, client, store, counters, redis, prefix, clock, user_id, key, inflight)
-    finally:
-        await client.close()
-        await counters.close()
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
-        await store.close()
+
+
+async def _delete_keys(redis: Redis, prefix: str) -> None:
+    """This test's keys only: the shared Redis is never flushed."""
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)

@@ -184,6 +184,7 @@ async def test_soak_leaves_no_reservation_and_counters_equal_the_ledger(
 
         await asyncio.gather(*(worker() for _ in range(SOAK_CONCURRENCY)))
         await rig.settled()
+
         await rig.refresh()
         elapsed_s = time.perf_counter() - started
 

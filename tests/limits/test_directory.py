@@ -237,3 +237,21 @@ async def test_stop_cancels_lookups_in_flight(inner: FakeDirectory, clock: FakeC
     await directory.stop()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_running_poller_keeps_the_poll_off_the_request_path(
+    inner: FakeDirectory, clock: FakeClock
+) -> None:
+    directory = CachedDirectory(inner, clock=clock, poll_interval_s=10.0)
+    directory.start()
+    try:
+        await eventually(lambda: inner.calls["revision"] == 1)  # the poller's first poll
+        clock.advance(14.9)  # due, but within the poller's slack: its turn
+        await directory.principal_for_key("hash-alice")
+        await directory.limit_config()
+        assert inner.calls["revision"] == 1
+        clock.advance(0.2)  # 1.5 intervals without a poll: the poller is late, poll inline
+        await directory.principal_for_key("hash-alice")
+        assert inner.calls["revision"] == 2
+    finally:
+        await directory.stop()

@@ -21,6 +21,7 @@ from limits.errors import StoreTimeout, StoreUnavailable
 from limits.periods import PeriodKind, bounds
 from limits.ports import ChargeSink, CounterStore, Directory, LedgerEntry, Principal, UserLimits
 from limits.scopes import LimitConfig, Resolution, Source
+from limits.spent_cache import SpentCache
 from limits.usage import Usage
 from tests.conftest import FakeClock
 from tests.limits.enforcer_fakes import FakeCounters, FakeDirectory, RecordingSink, run
@@ -383,3 +384,59 @@ class ReserveMachine(RuleBasedStateMachine):
 
 TestReserveMachine = ReserveMachine.TestCase
 TestReserveMachine.settings = settings(max_examples=50, stateful_step_count=40, deadline=None)
+
+
+# ---------------------------------------------------------------- the read cache (mode check)
+
+
+def make_cached(
+    mode: Mode = Mode.CHECK, *, user_limit: int = 1_000, spent: int = 0
+) -> tuple[Enforcer, FakeCounters, SpentCache]:
+    directory = FakeDirectory(limits={ALICE.user_id: UserLimits(user_limit)})
+    counters = FakeCounters(spent={ALICE.user_id: spent})
+    cache = SpentCache(counters, max_age_s=60.0)
+    enforcer = Enforcer(
+        directory=directory,
+        counters=counters,
+        sink=RecordingSink(),  # records only: the counters do not see the charge
+        clock=FakeClock(NOW),
+        mode=mode,
+        spent_cache=cache,
+    )
+    return enforcer, counters, cache
+
+
+async def test_check_mode_reads_through_the_cache() -> None:
+    enforcer, counters, cache = make_cached(spent=400)
+    for _ in range(3):
+        admission = await enforcer.admit(ALICE)
+        assert admission.decision.spent_micros == 400
+    assert counters.reads == [(ALICE.user_id, MONTH)]  # one store read for three admissions
+    assert cache.hits == 2
+
+
+async def test_a_settled_charge_counts_at_once_in_check_mode() -> None:
+    enforcer, counters, _ = make_cached(user_limit=1_000, spent=400)
+    admission = await enforcer.admit(ALICE)
+    enforcer.settle(admission, entry(cost_micros=600))  # the store has not seen it yet
+    assert counters.spent[ALICE.user_id] == 400
+    denied = await enforcer.admit(ALICE)
+    assert isinstance(denied.decision, Denied)
+    assert denied.decision.spent_micros == 1_000
+
+
+async def test_reserve_mode_never_uses_the_cache() -> None:
+    enforcer, counters, cache = make_cached(Mode.RESERVE, user_limit=1_000, spent=400)
+    await enforcer.admit(ALICE, estimate_micros=100)
+    counters.spent[ALICE.user_id] = 5_000  # another process overspent: seen at once
+    admission = await enforcer.admit(ALICE, estimate_micros=100)
+    assert isinstance(admission.decision, Denied)
+    assert cache.reads == 0
+    assert counters.reads == []  # only the atomic reserve-and-check
+
+
+async def test_status_reads_the_store_not_the_cache() -> None:
+    enforcer, counters, _ = make_cached(spent=400)
+    await enforcer.admit(ALICE)
+    counters.spent[ALICE.user_id] = 450
+    assert (await enforcer.status(ALICE)).spent_micros == 450

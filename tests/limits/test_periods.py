@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from limits.periods import Period, PeriodKind, bounds
+from limits.periods import BoundsCache, Period, PeriodKind, bounds
 
 # Instants whose period is representable: datetime stops at 9999-12-31, so December 9999 has
 # no month end (nor does the week of 9999-12-31). Years before 1900 work but add nothing.
@@ -162,3 +162,38 @@ def test_period_is_a_frozen_hashable_value() -> None:
     with pytest.raises(AttributeError):
         period.end_at = at  # type: ignore[misc]
     assert isinstance(period, Period)
+
+
+# --- BoundsCache ------------------------------------------------------------------------------
+
+
+@given(kinds, st.lists(aware_instants, min_size=1, max_size=20))
+def test_the_cache_answers_as_bounds_does(kind: PeriodKind, instants: list[datetime]) -> None:
+    cache = BoundsCache()
+    for at in sorted(instants) + instants:  # runs inside one period, and jumps around
+        assert cache.bounds(kind, at) == bounds(kind, at)
+
+
+def test_the_cache_reuses_the_period_while_time_stays_inside_it() -> None:
+    cache = BoundsCache()
+    at = datetime(2026, 11, 18, 12, tzinfo=UTC)
+    first = cache.bounds(PeriodKind.MONTH, at)
+    assert cache.bounds(PeriodKind.MONTH, at + timedelta(days=5)) is first
+    assert cache.bounds("month", at) is first  # type: ignore[arg-type]  # text, as stored
+    december = cache.bounds(PeriodKind.MONTH, first.end_at)
+    assert december.start_at == first.end_at
+    assert cache.bounds(PeriodKind.DAY, at).kind is PeriodKind.DAY
+
+
+def test_the_cache_refuses_naive_times_as_bounds_does() -> None:
+    cache = BoundsCache()
+    cache.bounds(PeriodKind.DAY, datetime(2026, 11, 18, 12, tzinfo=UTC))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cache.bounds(PeriodKind.DAY, datetime(2026, 11, 18, 13))  # noqa: DTZ001
+
+
+def test_the_period_key_is_computed_once_and_not_compared() -> None:
+    period = bounds(PeriodKind.WEEK, datetime(2026, 11, 18, 12, tzinfo=UTC))
+    assert period.key == "week:2026-11-16"
+    assert "key" not in repr(period)
+    assert period == Period(PeriodKind.WEEK, period.start_at, period.end_at)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from limits.errors import StoreUnavailable
-from limits.ports import Spool
+from limits.ports import Charge, Spool
 from limits.recorder import LedgerRecorder
 from limits.store.spool import FileSpool
 from tests.conftest import FakeClock
@@ -47,6 +47,8 @@ async def make_recorder(
         queue_max: int = 1000,
         spool: Spool | None = None,
         start: bool = True,
+        charge_interval_s: float = 0.01,
+        on_charged: Callable[[Sequence[Charge]], None] | None = None,
     ) -> LedgerRecorder:
         recorder = LedgerRecorder(
             counters=counters,
@@ -59,6 +61,8 @@ async def make_recorder(
             retry_initial_s=0.005,
             retry_max_s=0.02,
             restart_delay_s=0.005,
+            charge_interval_s=charge_interval_s,
+            on_charged=on_charged,
         )
         if start:
             recorder.start()
@@ -297,3 +301,42 @@ async def test_with_neither_database_nor_disk_stop_and_submit_log_the_loss(
     assert "LOST a ledger row submitted after shutdown" in caplog.text
     with pytest.raises(RuntimeError, match="stopped"):
         recorder.start()
+
+
+async def test_a_busy_process_charges_one_batch_per_interval(
+    make_recorder: MakeRecorder, counters: FakeCounters
+) -> None:
+    recorder = make_recorder(charge_interval_s=0.2)
+    submit(recorder, "r1")
+    await eventually(lambda: counters.charged == ["r1"], timeout_s=0.1)  # a lone row: at once
+    submit(recorder, "r2")
+    submit(recorder, "r3")
+    await asyncio.sleep(0.05)
+    assert counters.charged == ["r1"]  # within the interval: gathering
+    submit(recorder, "r4")
+    await eventually(lambda: len(counters.charged) == 4, timeout_s=1.0)
+    charge_steps = [ids for step, ids in counters.journal if step == "charge"]
+    assert charge_steps == [("r1",), ("r2", "r3", "r4")]  # one round trip for the three
+
+
+async def test_a_full_batch_is_charged_without_waiting_for_the_interval(
+    make_recorder: MakeRecorder, counters: FakeCounters
+) -> None:
+    recorder = make_recorder(charge_interval_s=10.0, batch_size=3)
+    submit(recorder, "r1")
+    await eventually(lambda: counters.charged == ["r1"], timeout_s=0.1)
+    submit(recorder, "r2", "r3", "r4")
+    await eventually(lambda: len(counters.charged) == 4, timeout_s=0.5)
+
+
+async def test_on_charged_hears_of_every_charge_step_failed_or_not(
+    make_recorder: MakeRecorder, counters: FakeCounters
+) -> None:
+    heard: list[list[str]] = []
+    recorder = make_recorder(on_charged=lambda batch: heard.append([c.request_id for c in batch]))
+    submit(recorder, "r1")
+    await eventually(lambda: heard == [["r1"]], timeout_s=0.5)
+    counters.fail_charge = StoreUnavailable("redis down")
+    submit(recorder, "r2")
+    await eventually(lambda: heard == [["r1"], ["r2"]], timeout_s=0.5)
+    assert recorder.counter_failures == 1

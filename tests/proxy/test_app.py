@@ -46,11 +46,13 @@ async def test_healthz_and_readyz(start_proxy: StartProxy) -> None:
     async with proxy.client.get("/healthz") as response:
         assert (response.status, await response.json()) == (200, {"status": "ok"})
     async with proxy.client.get("/readyz") as response:
-        assert (response.status, await response.json()) == (200, {"status": "ready"})
+        ready = {"status": "ok", "checks": {"counters": "ok", "database": "ok"}}
+        assert (response.status, await response.json()) == (200, ready)
     flaky.down = True
     async with proxy.client.get("/readyz") as response:
         assert response.status == 503
-        assert await response.json() == {"status": "unavailable", "failed": ["database"]}
+        checks = {"counters": "ok", "database": "unavailable"}
+        assert await response.json() == {"status": "unavailable", "checks": checks}
     async with proxy.client.get("/healthz") as response:
         assert response.status == 200
 

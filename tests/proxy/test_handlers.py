@@ -212,7 +212,9 @@ async def test_responses_api_json_and_stream_are_charged_from_their_usage(proxy:
         assert answer.usage.input_tokens == 100
         stream = await client.responses.create(model="test-model", input="hi", stream=True)
         kinds = [event.type async for event in stream]
-    assert kinds == ["response.created", "response.output_text.delta", "response.completed"]
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 5
     assert "stream_options" not in proxy.upstream.seen[1].json  # chat-only option
     rows = await proxy.rows()
     assert sorted((r["endpoint"], r["cost_micros"], r["estimated"]) for r in rows) == [

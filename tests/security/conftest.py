@@ -5,8 +5,6 @@ so that any error, 500 or charge seen in these tests is the proxy's own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from pytest_aiohttp import AiohttpServer
 
@@ -26,8 +24,8 @@ ADMIN_TOKEN = "adm-" + "T0k3n" * 8
 
 
 @pytest.fixture
-async def blank_upstream(aiohttp_server: AiohttpServer) -> AsyncIterator[BlankUpstream]:
+async def blank_upstream(aiohttp_server: AiohttpServer) -> BlankUpstream:
     fake = BlankUpstream()
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("/v1"))
-    yield fake
+    return fake

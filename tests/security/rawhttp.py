@@ -7,6 +7,7 @@ Every call is bounded by ``timeout_s``.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ class RawAnswer:
 
 
 def request(
-    port: int,
+    port: int | None,
     head: bytes,
     body: bytes = b"",
     *,
@@ -36,12 +37,12 @@ def request(
 ) -> RawAnswer:
     """Send ``head`` (request line and header lines, without the blank line), a
     ``Content-Length`` and ``Connection: close``, then ``body``; read the whole answer."""
+    assert port is not None, "the server is not listening"
     framing = b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        try:
+        # the server may answer (400/413) and close before reading everything
+        with contextlib.suppress(OSError):
             sock.sendall(head.rstrip(b"\r\n") + b"\r\n" + framing + body)
-        except OSError:
-            pass  # the server may answer (400/413) and close before reading everything
         data = b""
         try:
             while chunk := sock.recv(65536):

@@ -11,12 +11,14 @@ the test's event loop; ``max_examples`` keeps the whole module to a few seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp.http_exceptions import HttpProcessingError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,8 +41,19 @@ CLIENT_PATHS = [
     "/v1/usage",
     "/v1/models",
 ]
-ADMIN_PATHS = ["/admin/v1/users", "/admin/v1/users/alice/keys", "/admin/v1/limits", "/admin/v1/spend"]
+ADMIN_PATHS = [
+    "/admin/v1/users",
+    "/admin/v1/users/alice/keys",
+    "/admin/v1/limits",
+    "/admin/v1/spend",
+]
 TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _dumps(value: object) -> bytes:
+    """JSON as a client might send it: stdlib ``json`` (big integers, escaped surrogates)."""
+    return json.dumps(value).encode()
+
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -50,7 +63,7 @@ json_values = st.recursive(
 call_bodies = st.one_of(
     st.binary(max_size=2000),
     st.binary(max_size=200).map(lambda raw: b'{"model": "test-model", "x": "' + raw + b'"}'),
-    json_values.map(orjson.dumps),
+    json_values.map(_dumps),
     st.fixed_dictionaries(
         {},
         optional={
@@ -60,7 +73,7 @@ call_bodies = st.one_of(
             "messages": json_values,
             "input": json_values,
         },
-    ).map(orjson.dumps),
+    ).map(_dumps),
     st.text(min_size=0, max_size=20).map(lambda t: ("x" * 200_000 + t).encode()),
 )
 header_names = st.text(TOKEN_CHARS, min_size=1, max_size=20)
@@ -90,8 +103,20 @@ async def _in_thread(run: Callable[[], None]) -> None:
     await asyncio.wait_for(asyncio.to_thread(run), timeout=100)
 
 
+def _client_protocol_error(record: logging.LogRecord) -> bool:
+    """aiohttp's own record of a request it could not parse (answered 400 before any proxy code
+    ran). aiohttp logs these at ERROR with a traceback (``web_protocol.handle_error``); they are
+    the client's fault, not an unhandled exception of the proxy (see README "Reliability")."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError)
+
+
 def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    bad = [
+        r
+        for r in caplog.records
+        if (r.levelno >= logging.ERROR or r.exc_info) and not _client_protocol_error(r)
+    ]
     assert not bad, [f"{r.name}: {r.getMessage()}" for r in bad[:5]]
 
 
@@ -141,9 +166,7 @@ async def test_random_methods_and_paths(
 ) -> None:
     caplog.set_level(logging.WARNING)
     port, auth = fuzz_proxy.client.port, fuzz_proxy.auth()["Authorization"].encode()
-    segment = st.text(
-        "abcdefgz019-._~%2e%2F/" + "%00%ff%c3%28", min_size=0, max_size=12
-    )
+    segment = st.text("abcdefgz019-._~%2e%2F/" + "%00%ff%c3%28", min_size=0, max_size=12)
     paths = st.one_of(
         st.sampled_from(CLIENT_PATHS + ADMIN_PATHS),
         st.tuples(st.sampled_from(["/v1/", "/admin/v1/", "/", "//"]), segment).map("".join),
@@ -188,9 +211,7 @@ async def test_pathological_bodies_are_400(
     await _assert_clean(fuzz_proxy, caplog)
 
 
-async def test_body_over_the_limit_is_413(
-    fuzz_proxy: Proxy, blank_upstream: BlankUpstream
-) -> None:
+async def test_body_over_the_limit_is_413(fuzz_proxy: Proxy, blank_upstream: BlankUpstream) -> None:
     port, auth = fuzz_proxy.client.port, fuzz_proxy.auth()["Authorization"].encode()
     head = _head("POST", "/v1/chat/completions", [(b"Authorization", auth)])
     body: Any = b'{"model": "test-model", "x": "' + b"y" * (11 * 1024 * 1024) + b'"}'

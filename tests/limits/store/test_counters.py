@@ -138,6 +138,44 @@ async def test_large_amounts_stay_exact(store: CounterStore, clock: FakeClock) -
     assert await store.read(USER, month(clock)) == (2 * big + 1, 0)
 
 
+async def test_read_spent_is_the_spent_that_read_reports(
+    store: CounterStore, clock: FakeClock
+) -> None:
+    period = month(clock)
+    assert await store.read_spent(USER, period) == 0
+    await store.charge([charge(clock, 125), charge(clock, 5, "b", user_id=OTHER)])
+    await store.reserve(USER, period, "r1", 70, None, 60)  # reservations are not spend
+    assert await store.read_spent(USER, period) == 125
+    assert await store.read(USER, period) == (125, 70)
+    assert await store.read_spent(OTHER, period) == 5
+    assert await store.read_spent(USER, bounds(PeriodKind.DAY, clock.now())) == 125
+
+
+async def test_a_large_batch_over_two_days_and_two_reservation_periods(
+    store: CounterStore, clock: FakeClock
+) -> None:
+    """One user's batch is summed per counter and sent in chunks (the Redis store sends at
+    most 100 charges per script call): every counter, reservation and pending charge right."""
+    day, period = bounds(PeriodKind.DAY, clock.now()), month(clock)
+    await store.reserve(USER, period, "res-month", 1_000, None, 60)
+    await store.reserve(USER, day, "res-day", 500, None, 60)
+    await store.reserve(USER, period, "res-kept", 7, None, 60)
+    batch = [charge(clock, n, f"today-{n}") for n in range(1, 151)]  # 11,325 micros
+    batch += [charge(clock, 2, f"yesterday-{n}", ago_s=86_400) for n in range(80)]  # 160
+    batch[3] = charge(clock, 4, "today-4", reservation=("res-month", period))
+    batch[200] = charge(clock, 2, "yesterday-120", ago_s=86_400, reservation=("res-day", day))
+    batch.append(charge(clock, 9, "other", user_id=OTHER))
+    await store.charge(batch)
+    assert await store.read(USER, period) == (11_325 + 160, 7)
+    assert await store.read(USER, day) == (11_325, 0)
+    yesterday = bounds(PeriodKind.DAY, clock.now() - timedelta(days=1))
+    assert await store.read(USER, yesterday) == (160, 0)
+    assert await store.read(OTHER, period) == (9, 0)
+    await store.committed(batch[:100])  # the rest stays pending: a rebase keeps it
+    await store.rebase(USER, {period: 0}, 7 * 86_400)
+    assert await store.read_spent(USER, period) == 11_325 + 160 - sum(range(1, 101))
+
+
 # --- reservations -----------------------------------------------------------------------------
 
 

@@ -9,15 +9,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, insert, inspect, select
 
 from limits.errors import AlreadyExists, ConfigError, InvalidValue, NotFound, StoreUnavailable
 from limits.periods import Period, PeriodKind, bounds
 from limits.ports import LedgerEntry
 from limits.scopes import LimitConfig
-from limits.store.schema import metadata
+from limits.store.schema import ledger, metadata
 from limits.store.sql import SqlStore
 from limits.store.sql_engine import async_url, create_engine
 from limits.usage import Usage
@@ -275,6 +276,85 @@ async def test_ledger_insert_is_idempotent_on_request_id(store: SqlStore) -> Non
     assert await store.insert([*batch, entry("r3", 1, 5), entry("r3", 1, 5)]) == 1
     assert await store.insert([]) == 0
     assert await store.user_total(1, bounds(PeriodKind.DAY, AT)) == 100 + 101 + 102 + 5
+
+
+async def test_ledger_inserts_use_one_statement_text_whatever_the_batch_size(
+    database_url: str,
+) -> None:
+    """Drivers keep one prepared statement per text: a text per batch size grew memory without
+    bound (sql_ledger rule 5)."""
+    engine = create_engine(database_url)
+    store = SqlStore(engine)
+    await store.migrate()
+    texts: set[str] = set()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "INSERT INTO ledger" in statement:
+            texts.add(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        inserted = 0
+        for size in (1, 2, 3, 7, 50, 1, 120, 13):
+            batch = [entry(f"r{inserted + i}", 1, 1) for i in range(size)]
+            assert await store.insert(batch) == size
+            inserted += size
+        assert await store.insert([entry("r0", 1, 1), entry("new", 1, 1)]) == 1
+    finally:
+        await store.close()
+    assert len(texts) == 1
+
+
+async def test_ledger_rows_round_trip_exactly(store: SqlStore, database_url: str) -> None:
+    at = datetime(2026, 11, 30, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-5)))
+    odd = LedgerEntry(
+        request_id='req-"quoted"\\back\u00e9-\u2603',
+        user_id=2**40,
+        model="m'odel \n ünïcode",
+        upstream="up",
+        endpoint="/v1/chat/completions",
+        usage=Usage(input_tokens=1, output_tokens=2, cache_read_tokens=3, cache_write_tokens=4),
+        cost_micros=2**53 + 1,  # past a double's exact range
+        estimated=True,
+        started_at=at - timedelta(microseconds=1),
+        charged_at=at.replace(microsecond=0),  # a whole second: still fixed-width text
+    )
+    assert await store.insert([odd]) == 1
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(ledger))).one()
+            if engine.dialect.name == "sqlite":  # the text SQLAlchemy itself would store
+                await conn.execute(
+                    insert(ledger).values({**dict(row._mapping), "id": 99, "request_id": "core"})
+                )
+                raw = await conn.exec_driver_sql(
+                    "SELECT started_at, charged_at FROM ledger ORDER BY request_id"
+                )
+                core, ours = (tuple(found) for found in raw.all())
+                assert ours == core
+                assert ours[1] == "2026-12-01 04:59:59.000000"
+    finally:
+        await engine.dispose()
+    assert row.request_id == odd.request_id
+    assert (row.user_id, row.model, row.cost_micros, row.estimated) == (
+        2**40,
+        odd.model,
+        2**53 + 1,
+        True,
+    )
+    assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (1, 2, 3)
+    assert (row.cache_write_tokens, row.reasoning_tokens) == (4, 0)
+    assert row.started_at == odd.started_at
+    assert row.charged_at == odd.charged_at
+    assert row.charged_at.tzinfo is not None
+
+
+async def test_naive_ledger_times_are_refused(store: SqlStore) -> None:
+    naive = datetime(2026, 11, 18, 12)  # noqa: DTZ001 - the point of the test
+    bad = LedgerEntry("naive", 1, "m", "u", "/e", Usage(), 1, False, naive, naive)
+    with pytest.raises(ValueError, match="naive"):
+        await store.insert([bad])
 
 
 async def test_totals_answer_every_period_with_half_open_bounds(store: SqlStore) -> None:
