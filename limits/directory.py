@@ -64,6 +64,13 @@ class _Cache(Generic[_K, _V]):
         self._in_flight.clear()  # running lookups finish for their callers, unshared (rule 3)
         self._generation += 1
 
+    def peek(self, key: _K) -> tuple[bool, _V | None]:
+        """``(True, value)`` on a hit, else ``(False, None)``: the per-request path, no await."""
+        if key in self._entries:
+            self.hits += 1
+            return True, self._entries[key]
+        return False, None
+
     async def get(self, key: _K, fetch: Callable[[], Coroutine[Any, Any, _V]]) -> _V:
         if key in self._entries:
             self.hits += 1
@@ -138,17 +145,29 @@ class CachedDirectory:
 
         Raises ``StoreError`` when the answer is not cached and the inner directory fails.
         """
-        await self._poll_if_due()
+        if self._poll_due():
+            await self._poll_quietly(self._clock.now())
+        hit, principal = self._keys.peek(key_hash)
+        if hit:
+            return principal
         return await self._keys.get(key_hash, lambda: self._inner.principal_for_key(key_hash))
 
     async def limit_config(self) -> LimitConfig:
         """The limit configuration. Raises ``StoreError`` (uncached and inner failed)."""
-        await self._poll_if_due()
+        if self._poll_due():
+            await self._poll_quietly(self._clock.now())
+        hit, config = self._configs.peek(None)
+        if hit and config is not None:
+            return config
         return await self._configs.get(None, self._inner.limit_config)
 
     async def user_limits(self, user_id: int) -> UserLimits:
         """The user's overrides. Raises ``StoreError`` (uncached and inner failed)."""
-        await self._poll_if_due()
+        if self._poll_due():
+            await self._poll_quietly(self._clock.now())
+        hit, limits = self._limits.peek(user_id)
+        if hit and limits is not None:
+            return limits
         return await self._limits.get(user_id, lambda: self._inner.user_limits(user_id))
 
     async def revision(self) -> int:
@@ -170,16 +189,16 @@ class CachedDirectory:
         for cache in (self._keys, self._configs, self._limits):
             await cache.close()
 
-    async def _poll_if_due(self) -> None:
-        now = self._clock.now()
+    def _poll_due(self) -> bool:
+        """Whether this access must poll (rule 2); the common answer, no, needs no await."""
         last = self._polled_at
-        if last is not None and last <= now:  # a clock that went backwards counts as due
-            due_at = last + self._poll_interval
-            if self._poller.running:
-                due_at += self._poller_grace  # the poller's turn, unless it is late (rule 2)
-            if now < due_at:
-                return
-        await self._poll_quietly(now)
+        if last is None:
+            return True
+        now = self._clock.now()
+        due_at = last + self._poll_interval
+        if self._poller.running:
+            due_at += self._poller_grace  # the poller's turn, unless it is late (rule 2)
+        return not last <= now < due_at  # a clock that went backwards counts as due
 
     async def _poll_quietly(self, now: datetime) -> None:
         try:

@@ -126,11 +126,15 @@ async def wait_rows(database_url: str, count: int, timeout_s: float) -> float:
     """Poll until the ledger holds at least ``count`` rows; the seconds it took."""
     started = time.monotonic()
     found = -1
-    while time.monotonic() - started < timeout_s:
-        found = len(await ledger_rows(database_url))
-        if found >= count:
-            return time.monotonic() - started
-        await asyncio.sleep(0.1)
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        while time.monotonic() - started < timeout_s:
+            found = await conn.fetchval("SELECT count(*) FROM ledger")
+            if found >= count:
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
     raise AssertionError(f"ledger has {found} rows, expected {count}, after {timeout_s} s")
 
 

@@ -8,9 +8,13 @@ operator running several processes on one machine would do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import asyncpg
 
 from limits import PriceTable
 from limits.admin import AdminService
@@ -23,7 +27,15 @@ from tests.integration.processes import CliResult, ProxyProcess, run_cli
 from tests.integration.services import free_port
 from tests.integration.upstream import UsageUpstream
 
-__all__ = ["ADMIN_TOKEN", "Account", "Deployment", "Options", "create_accounts", "write_config"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "Account",
+    "Deployment",
+    "Options",
+    "create_accounts",
+    "propagation",
+    "write_config",
+]
 
 ADMIN_TOKEN = "integration-admin-token"
 MODELS = ["gpt-4o-mini", "gpt-4o", "test-model", "text-embedding-3-small"]
@@ -142,3 +154,33 @@ class Deployment:
     async def cli(self, *args: str) -> CliResult:
         """``spend-proxy <args> --json --config <the deployment's config>``."""
         return await run_cli(*args, "--json", "--config", str(self.config))
+
+
+async def propagation(
+    deployment: Deployment, cli_args: Sequence[str], probe: Callable[[str], Awaitable[bool]]
+) -> list[float]:
+    """Run an admin CLI command while watching ``meta.revision`` (bumped by every admin write in
+    the same transaction); once the change is committed, poll every replica (by URL) until
+    ``probe`` sees it. Seconds from the commit to each replica, sorted."""
+    conn = await asyncpg.connect(deployment.database_url, timeout=10)
+    try:
+        revision = "SELECT revision FROM meta"
+        before = await conn.fetchval(revision)
+        cli = asyncio.create_task(deployment.cli(*cli_args))
+        committed_at: float | None = None
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 30  # the CLI starts a Python process: slow on busy hosts
+        while len(seen) < len(deployment.urls) and time.monotonic() < deadline:
+            if committed_at is None and await conn.fetchval(revision) != before:
+                committed_at = time.monotonic()
+            for url in deployment.urls:
+                if committed_at is not None and url not in seen and await probe(url):
+                    seen[url] = time.monotonic() - committed_at
+            await asyncio.sleep(0.01)
+        result = await cli
+    finally:
+        await conn.close()
+    assert result.returncode == 0, result.stderr
+    assert committed_at is not None, f"{cli_args} changed nothing in the database"
+    assert len(seen) == len(deployment.urls), f"only {sorted(seen)} saw {cli_args}"
+    return sorted(seen.values())

@@ -27,7 +27,9 @@ __all__ = [
     "drive",
     "eventually",
     "mixed_calls",
+    "report",
     "request_for",
+    "usage_status",
     "while_",
 ]
 
@@ -116,6 +118,21 @@ async def eventually(condition: Callable[[], bool], timeout_s: float, what: str)
             return time.monotonic() - started
         await asyncio.sleep(0.02)
     raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+async def usage_status(
+    session: aiohttp.ClientSession, url: str, key: str
+) -> tuple[int, dict[str, Any]]:
+    """``GET /v1/usage`` with ``key`` on the replica at ``url``: status and JSON (or ``{}``)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with session.get(url + "/v1/usage", headers=headers) as response:
+        body = await response.json() if response.status == 200 else {}
+        return response.status, body
+
+
+def report(name: str, **numbers: object) -> None:
+    """Print one line of measurements (``pytest -s`` shows them)."""
+    print(f"[{name}] " + ", ".join(f"{key}={value}" for key, value in numbers.items()))
 
 
 def while_(condition: Callable[[], bool], calls: Iterable[Call]) -> Iterator[Call]:

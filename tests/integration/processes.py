@@ -96,7 +96,7 @@ class ProxyProcess:
     def exited(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
-    async def wait_ready(self, timeout_s: float = 30.0, path: str = "/readyz") -> None:
+    async def wait_ready(self, timeout_s: float = 60.0, path: str = "/readyz") -> None:
         """Poll ``path`` until it answers 200 (rule 2)."""
         deadline = time.monotonic() + timeout_s
         timeout = aiohttp.ClientTimeout(total=1.0)

@@ -64,10 +64,6 @@ class RedisServer:
             client.close()
         raise RuntimeError(f"redis-server on port {self.port} did not answer in {timeout_s} s")
 
-    def client(self) -> redis.Redis:
-        """A synchronous client (the caller closes it)."""
-        return redis.Redis(port=self.port, socket_timeout=5.0)
-
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:

@@ -29,14 +29,10 @@ from tests.integration.books import (
 )
 from tests.integration.conftest import Deploy
 from tests.integration.deployment import Deployment, Options
-from tests.integration.load import Call, Outcome, drive, mixed_calls
+from tests.integration.load import Call, Outcome, drive, mixed_calls, report
 from tests.integration.services import PostgresCluster
 
 OUTAGE_S = 30.0
-
-
-def _report(name: str, **numbers: object) -> None:
-    print(f"[{name}] " + ", ".join(f"{key}={value}" for key, value in numbers.items()))
 
 
 def _endless(users: Sequence[str], prefix: str) -> Iterator[Call]:
@@ -46,7 +42,8 @@ def _endless(users: Sequence[str], prefix: str) -> Iterator[Call]:
 
 
 class Traffic:
-    """Background traffic until :meth:`stop`; every outcome is kept."""
+    """Background traffic until :meth:`stop` (at the latest when the ``async with`` ends, so a
+    failing test leaves no task behind); every outcome is kept."""
 
     def __init__(self, deployment: Deployment, users: Sequence[str], *, concurrency: int) -> None:
         self.outcomes: list[Outcome] = []
@@ -66,10 +63,17 @@ class Traffic:
         return [o for o in self.outcomes if start <= o.finished_at < end]
 
     async def stop(self) -> list[Outcome]:
+        """Send no new call, wait (bounded) for those in flight; every outcome."""
         self._running = False
         async with asyncio.timeout(60):
             await self._task
         return self.outcomes
+
+    async def __aenter__(self) -> Traffic:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
 
 
 async def _idle_user_restored(
@@ -94,26 +98,28 @@ async def test_flushall_during_traffic_converges_within_one_refresh(deploy: Depl
     assert all(o.status == 200 and o.complete for o in before)
     await wait_rows(deployment.database_url, len(before), timeout_s=10)
 
-    traffic = Traffic(deployment, busy, concurrency=16)
-    await asyncio.sleep(0.5)  # traffic under way
-    client = redis.asyncio.Redis.from_url(deployment.redis_url)
-    try:
-        await client.flushall()
-        await client.script_flush()  # as a restarted, empty Redis: scripts gone too
-        flushed_at = time.monotonic()
-    finally:
-        await client.aclose()
     options = deployment.options
-    restored_s = await _idle_user_restored(
-        deployment,
-        deployment.user_ids[idle],
-        flushed_at,
-        timeout_s=options.refresh_interval_s + options.ledger_flush_interval_s + 1.0,
-    )
-    # Traffic goes on through at least two refreshes after the flush.
-    await asyncio.sleep(max(0.0, flushed_at + 2 * options.refresh_interval_s - time.monotonic()))
-    outcomes = await traffic.stop()
-    stopped_at = time.monotonic()
+    async with Traffic(deployment, busy, concurrency=16) as traffic:
+        await asyncio.sleep(0.5)  # traffic under way
+        client = redis.asyncio.Redis.from_url(deployment.redis_url)
+        try:
+            await client.flushall()
+            await client.script_flush()  # as a restarted, empty Redis: scripts gone too
+            flushed_at = time.monotonic()
+        finally:
+            await client.aclose()
+        restored_s = await _idle_user_restored(
+            deployment,
+            deployment.user_ids[idle],
+            flushed_at,
+            timeout_s=options.refresh_interval_s + options.ledger_flush_interval_s + 1.0,
+        )
+        # Traffic goes on through at least two refreshes after the flush.
+        await asyncio.sleep(
+            max(0.0, flushed_at + 2 * options.refresh_interval_s - time.monotonic())
+        )
+        outcomes = await traffic.stop()
+        stopped_at = time.monotonic()
 
     bad = [o for o in outcomes if o.status != 200 or not o.complete]
     assert not bad, f"{len(bad)} calls failed, e.g. {bad[:3]}"
@@ -137,7 +143,7 @@ async def test_flushall_during_traffic_converges_within_one_refresh(deploy: Depl
         deployment.prices(),
     )
     assert books.rows == len(successes)
-    _report(
+    report(
         "flushall",
         calls=len(successes),
         calls_after_flush=after_flush,
@@ -149,6 +155,7 @@ async def test_flushall_during_traffic_converges_within_one_refresh(deploy: Depl
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # a 30 s outage, then up to 30 s of writer backoff
 async def test_postgres_outage_loses_no_row(pg_cluster: PostgresCluster, deploy: Deploy) -> None:
     """``pg_cluster`` comes first: it is torn down after the replicas (see ``deploy``)."""
     options = Options(ledger_queue_max=50)  # small: rows overflow to the spool during the outage
@@ -158,16 +165,16 @@ async def test_postgres_outage_loses_no_row(pg_cluster: PostgresCluster, deploy:
     before = await drive(deployment.urls, deployment.keys, warm, concurrency=4)
     assert all(o.status == 200 for o in before)  # every key and limit cached on both replicas
 
-    traffic = Traffic(deployment, users, concurrency=4)
-    await asyncio.sleep(1.0)
-    await asyncio.to_thread(pg_cluster.stop)
-    down_at = time.monotonic()
-    await asyncio.sleep(OUTAGE_S)  # the outage itself: nothing to poll for
-    await asyncio.to_thread(pg_cluster.start)
-    up_at = time.monotonic()
-    await asyncio.sleep(1.0)
-    outcomes = await traffic.stop()
-    stopped_at = time.monotonic()
+    async with Traffic(deployment, users, concurrency=4) as traffic:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(pg_cluster.stop)
+        down_at = time.monotonic()
+        await asyncio.sleep(OUTAGE_S)  # the outage itself: nothing to poll for
+        await asyncio.to_thread(pg_cluster.start)
+        up_at = time.monotonic()
+        await asyncio.sleep(1.0)
+        outcomes = await traffic.stop()
+        stopped_at = time.monotonic()
 
     bad = [o for o in outcomes if o.status != 200 or not o.complete]
     assert not bad, f"{len(bad)} calls failed, e.g. {bad[:3]}"
@@ -194,7 +201,7 @@ async def test_postgres_outage_loses_no_row(pg_cluster: PostgresCluster, deploy:
     logs = [proxy.log.read_text(errors="replace") for proxy in deployment.proxies]
     assert any("spooled" in log for log in logs), "rows were expected to overflow to the spool"
     assert all(proxy.spool.stat().st_size == 0 for proxy in deployment.proxies)  # replayed
-    _report(
+    report(
         "postgres_outage",
         outage_s=f"{up_at - down_at:.1f}",
         calls=len(successes),

@@ -74,8 +74,9 @@ async def test_two_workers_serve_one_port_and_drain_on_repeated_sigterm(
 
         upstream.latency_s = 2.0  # calls still in flight when the signals come
         seen_before = upstream.requests
+        # 16 connections: all on one worker has odds 2 x 2**-16 (the kernel hashes them).
         in_flight = [
-            asyncio.create_task(_chat(session, server.url, key, f"slow-{n}")) for n in range(6)
+            asyncio.create_task(_chat(session, server.url, key, f"slow-{n}")) for n in range(16)
         ]
         await eventually(
             lambda: upstream.requests >= seen_before + len(in_flight), 10, "calls in flight"

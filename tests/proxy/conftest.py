@@ -81,9 +81,12 @@ def unused_port_url() -> str:
 WATCHED_MODULES = [
     "proxy.auth",
     "proxy.calls",
+    "proxy.endpoints",
     "proxy.estimate",
     "proxy.forwarding",
     "proxy.handlers",
+    "proxy.models",
+    "proxy.passthrough",
     "proxy.sse",
     "proxy.streaming",
     "proxy.usage",

@@ -128,9 +128,10 @@ async def test_413_request_too_large(start_proxy: StartProxy, upstream: FakeUpst
     await _nothing_forwarded_or_charged(proxy)
 
 
-async def test_429_spend_limit(proxy: Proxy) -> None:
+@pytest.mark.parametrize("path", [MESSAGES, MESSAGES + "/count_tokens"])
+async def test_429_spend_limit(proxy: Proxy, path: str) -> None:
     await proxy.set_limit(0)
-    async with proxy.client.post(MESSAGES, json=BODY, headers={"x-api-key": proxy.key}) as r:
+    async with proxy.client.post(path, json=BODY, headers={"x-api-key": proxy.key}) as r:
         assert r.status == 429
         assert r.headers["x-should-retry"] == "false"
         assert int(r.headers["Retry-After"]) > 0
