@@ -225,8 +225,10 @@ class CachedDirectory:
     async def _poll_loop(self) -> None:
         interval_s = self._poll_interval.total_seconds()
         loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
+            # Keep the cadence: a poll is due one interval after the last one STARTED. The first
+            # waits too: the first request polls before its lookups (rule 3 needs that order).
+            await asyncio.sleep(max(0.0, interval_s - (loop.time() - started)))
             started = loop.time()
             await self._poll_quietly(self._clock.now())
-            # Keep the cadence: the next poll is due one interval after this one STARTED.
-            await asyncio.sleep(max(0.0, interval_s - (loop.time() - started)))

@@ -43,8 +43,8 @@ class UnknownPrice(LimitsError):
 
     def __init__(self, model: str) -> None:
         super().__init__(
-            f"no price is known for model {model!r}; add [prices.{json.dumps(model)}] with input and "
-            'output USD per million tokens to the config, or set unpriced_models = "allow"'
+            f"no price is known for model {model!r}; add [prices.{json.dumps(model)}] with input"
+            ' and output USD per million tokens to the config, or set unpriced_models = "allow"'
         )
         self.model = model
 

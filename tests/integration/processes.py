@@ -29,7 +29,7 @@ import aiohttp
 
 __all__ = ["CliResult", "ProxyProcess", "clean_env", "log_tail", "run_cli", "spend_proxy_bin"]
 
-_STOP_TIMEOUT_S = 20.0
+_STOP_TIMEOUT_S = 45.0  # generous: CI machines are shared and shutdown drains the ledger
 _CLI_TIMEOUT_S = 60.0
 
 

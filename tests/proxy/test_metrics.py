@@ -105,8 +105,10 @@ async def test_auth_store_errors_are_counted_by_store_and_operation(
     start_proxy: StartProxy,
 ) -> None:
     proxy, flaky = await start_with_flaky_directory(start_proxy)
+    assert await post(proxy.client, proxy.key) == 200  # alice's key is verified, and cached
     flaky.down = True
     proxy.clock.advance(5)  # the directory cache polls the database again: it fails too
+    assert await post(proxy.client, proxy.key) == 200  # a verified key keeps working
     unknown_key = "sk-sp-" + "x" * 40  # not cached: the lookup must reach the database
     assert await post(proxy.client, unknown_key) == 503
     metrics = await scrape(proxy.client)
