@@ -77,7 +77,7 @@ class LedgerRecorder:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         restart_delay_s: float = 1.0,
-        charge_interval_s: float = 0.0,
+        charge_interval_s: float = 0.02,
         on_charged: Callable[[Sequence[Charge]], None] | None = None,
     ) -> None:
         if flush_interval_s <= 0 or batch_size < 1 or queue_max < 1:

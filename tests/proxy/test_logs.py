@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -120,7 +121,7 @@ async def _traffic(start_proxy: StartProxy, log_format: str) -> tuple[str, list[
         )
         await proxy.drain()
     finally:
-        setup.close()
+        await asyncio.to_thread(setup.close)  # joins the writer thread: not on the event loop
     return stream.getvalue(), [proxy.key, wrong_key, ADMIN_TOKEN, UPSTREAM_KEY]
 
 
