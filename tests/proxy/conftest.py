@@ -85,6 +85,9 @@ WATCHED_MODULES = [
     "proxy.estimate",
     "proxy.forwarding",
     "proxy.handlers",
+    "proxy.access",
+    "proxy.metrics",
+    "proxy.middleware",
     "proxy.models",
     "proxy.passthrough",
     "proxy.sse",
@@ -201,6 +204,7 @@ async def start_proxy(
     blockbuster: BlockBuster,
 ) -> AsyncIterator[StartProxy]:
     stores: list[SqlStore] = []
+    proxies: list[Proxy] = []
     alice: list[tuple[str, int]] = []  # seeded once: a restarted proxy finds the same user
 
     async def start(
@@ -218,9 +222,13 @@ async def start_proxy(
         proxy = Proxy(app, None, store, upstream, key, user_id, clock)  # type: ignore[arg-type]
         app.on_response_prepare.append(_recorder(proxy.statuses))
         proxy.client = await aiohttp_client(app)
+        proxies.append(proxy)
         return proxy
 
     yield start
+    # Shut the apps down (their pollers use the store) before closing the stores under them.
+    for proxy in proxies:
+        await proxy.client.close()
     for store in stores:
         await store.close()
 
