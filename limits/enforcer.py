@@ -27,8 +27,9 @@ Overspend bounds
              bound of its cost and requires ``spent + reserved < limit`` atomically).
     check    Not bounded by design: every call admitted while ``spent < limit`` goes through, so
              a user can overshoot by the calls in flight when the limit is reached plus the calls
-             admitted before their charges reach the counters (the recorder's charge step,
-             milliseconds). The read cache adds one term, and only for deployments where one
+             admitted before their charges reach the counters (the recorder's charge step:
+             at most its ``charge_interval_s``, 20 ms, plus one round trip). The read cache
+             adds one term, and only for deployments where one
              user's calls go through several processes: a process may keep admitting that user
              for up to ``spent_cache_s`` (plus one store round trip) after *other* processes'
              charges reached the limit. So the extra overspend is at most, summed over the

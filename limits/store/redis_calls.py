@@ -151,10 +151,12 @@ class ScriptBatcher:
         return await future
 
     async def close(self) -> None:
-        """Stop the batches still being sent; their callers get ``StoreUnavailable``."""
+        """Stop the batches still queued or being sent; their callers get ``StoreUnavailable``."""
         for sender in list(self._senders):
             sender.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
+        queued, self._queue = self._queue, []  # a sender cancelled before its first step
+        _fail(queued, OSError("the redis client was closed"))
 
     async def _send(self) -> None:
         waiting = [item for item in self._queue if not item.future.done()]  # rule 5

@@ -133,3 +133,13 @@ def test_map_exceptions_names_timeouts_apart() -> None:
         raise redis.exceptions.TimeoutError("slow")
     with pytest.raises(StoreUnavailable), map_exceptions():
         raise ConnectionRefusedError("refused")
+
+
+async def test_close_fails_the_calls_not_sent_yet(client: Redis) -> None:
+    batcher = ScriptBatcher(client)
+    waiting = asyncio.ensure_future(batcher.call(INCR, ["n"], [1]))
+    await asyncio.sleep(0)  # queued; its sender has not run
+    await batcher.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await waiting
+    assert await client.get("n") is None
